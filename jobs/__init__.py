@@ -1,0 +1,3 @@
+"""abalone-mlops: the pipeline jobs that run locally or on AWS (DESIGN §2)."""
+
+__version__ = "0.1.0"
