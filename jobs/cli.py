@@ -68,3 +68,111 @@ def _settings(env: str):
 
 
 # ---- commands -------------------------------------------------------------------------------------
+
+
+SourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        "-s",
+        help="Batch to ingest: a local path, http(s):// URL or s3:// URI. Default: the UCI abalone URL.",
+    ),
+]
+
+
+class _Steps:
+    """Rich progress for long steps: a spinner with the current step, and a log of finished ones."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and console.is_terminal
+        self._status = None
+        self._last: str | None = None
+
+    def __enter__(self) -> _Steps:
+        if self.enabled:
+            self._status = console.status("starting…")
+            self._status.__enter__()
+        return self
+
+    def __call__(self, message: str) -> None:
+        if self._last is not None:
+            console.print(f"[green]✓[/] {self._last}", highlight=False)
+        self._last = message
+        if self._status is not None:
+            self._status.update(message + "…")
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+        if self._last is not None and exc_type is None:
+            console.print(f"[green]✓[/] {self._last}", highlight=False)
+
+
+def print_ingest_summary(summary: dict) -> None:
+    """A one-screen human summary of an ingest (stderr, so --json stdout stays clean)."""
+    from rich.table import Table
+
+    ok = summary["status"] == "accepted"
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_row("ingest", summary["ingest_id"])
+    table.add_row("status", "[green]accepted[/]" if ok else "[red]rejected[/]")
+    table.add_row(
+        "rows",
+        f"{summary['rows_total']:,} total, {summary['rows_accepted']:,} accepted, "
+        f"{summary['rows_quarantined']:,} quarantined",
+    )
+    if summary.get("dataset_version"):
+        splits = summary.get("splits") or {}
+        table.add_row(
+            "dataset",
+            f"{summary['dataset_version']}  ({', '.join(f'{k} {v}' for k, v in splits.items())})",
+        )
+    table.add_row("report", str(summary["report_html"]))
+    table.add_row("summary", str(summary["summary_json"]))
+    if summary.get("quarantine_uri"):
+        table.add_row("quarantine", str(summary["quarantine_uri"]))
+    console.print(table)
+    problems = summary.get("problems") or []
+    for line in problems[:8]:
+        console.print(f"  [yellow]•[/] {line}", highlight=False)
+    if len(problems) > 8:
+        console.print(f"  … and {len(problems) - 8} more (see the report)")
+
+
+@app.command()
+@handle_errors
+def ingest(
+    source: SourceOption = None,
+    env: EnvOption = "dev",
+    as_json: JsonOption = False,
+    refresh: Annotated[bool, typer.Option(help="Re-download a cached URL source.")] = False,
+    max_mb: Annotated[
+        float | None, typer.Option("--max-mb", help="Largest batch accepted, in MB (default 50).")
+    ] = None,
+) -> None:
+    """Validate one batch with the data contract and write its data-quality report.
+
+    Exit codes: 0 accepted, 1 rejected by validation, 2 source/usage error.
+    """
+    from jobs.ingest import ingest as run_ingest
+    from jobs.settings import UCI_ABALONE_URL, FetchLimits, load_settings
+
+    overrides = {}
+    if max_mb is not None:
+        if max_mb <= 0:
+            from jobs.errors import UsageError
+
+            raise UsageError("--max-mb must be positive")
+        overrides["fetch"] = FetchLimits(max_bytes=int(max_mb * 1024 * 1024))
+    settings = load_settings(env, **overrides)  # type: ignore[arg-type]
+    with _Steps(enabled=not as_json) as steps:
+        result = run_ingest(settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps)
+    summary = result.summary
+    if as_json:
+        print_json(summary)
+    else:
+        print_ingest_summary(summary)
+    if not result.ok:
+        first = (summary.get("problems") or ["batch failed the data contract"])[0]
+        console.print(f"[bold red]rejected:[/] {first}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)

@@ -30,7 +30,9 @@ class _Frozen(BaseModel):
 class StackPolicy(_Frozen):
     """Per-stack thresholds (DESIGN §6, §7). Stack differences live only here and in Pulumi.<stack>.yaml."""
 
-    rmse_ceiling: float = Field(gt=0, description="Gate rule 2: candidate test RMSE must be ≤ this.")
+    rmse_ceiling: float = Field(
+        gt=0, description="Gate rule 2: candidate test RMSE must be ≤ this."
+    )
     champion_tolerance: float = Field(
         ge=0, description="Gate rule 3: candidate may be worse than champion by at most this RMSE."
     )

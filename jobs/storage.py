@@ -148,9 +148,13 @@ class S3Store:
             return fn(**kwargs)
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "?")
-            raise StorageError(f"S3 {what} s3://{self.bucket}/{kwargs.get('Key', kwargs.get('Prefix', ''))} failed: {code}") from err
+            raise StorageError(
+                f"S3 {what} s3://{self.bucket}/{kwargs.get('Key', kwargs.get('Prefix', ''))} failed: {code}"
+            ) from err
         except BotoCoreError as err:
-            raise StorageError(f"S3 unreachable during {what} on s3://{self.bucket}: {err}") from err
+            raise StorageError(
+                f"S3 unreachable during {what} on s3://{self.bucket}: {err}"
+            ) from err
 
     def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> str:
         full = self.key(key)

@@ -1,0 +1,204 @@
+"""Ingest one batch: fetch → land raw (immutable) → validate (GX) → curate or quarantine → report.
+
+The same function runs locally (lake directory) and against S3 (``ABALONE_LAKE=s3://…``); the Glue
+entry point calls it too. Layout: docs/CONTRACTS.md "Lake layout".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jobs.data import canonical_csv, dataset_version, split
+from jobs.errors import StorageError
+from jobs.fetch import Fetched, fetch
+from jobs.settings import Settings
+from jobs.storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def new_ingest_id(now: datetime | None = None) -> str:
+    """Time-sortable, unique: ``20261126T172508123456Z-1a2b3c``."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class IngestResult:
+    """What an ingest produced; ``summary`` is the JSON written to the report location."""
+
+    summary: dict[str, Any]
+    accepted: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "accepted"
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, default=str) + "\n").encode()
+
+
+def _write_curated(
+    lake: Store, version: str, frame: pd.DataFrame, seed: int, manifest: dict
+) -> dict:
+    """Write the splits then the manifest (last: it marks the version complete). Idempotent."""
+    prefix = f"curated/{version}"
+    if lake.exists(f"{prefix}/manifest.json"):
+        existing = json.loads(lake.get_bytes(f"{prefix}/manifest.json"))
+        return existing["rows"]
+    parts = split(frame, seed=seed)
+    for name, part in parts.items():
+        lake.put_bytes(f"{prefix}/{name}.csv", canonical_csv(part))
+    rows = {name: len(part) for name, part in parts.items()}
+    lake.put_bytes(f"{prefix}/manifest.json", _json({**manifest, "rows": rows, "seed": seed}))
+    return rows
+
+
+def ingest(
+    settings: Settings,
+    source: str,
+    *,
+    refresh: bool = False,
+    progress: Progress | None = None,
+    lake: Store | None = None,
+    reports: Store | None = None,
+    fetched: Fetched | None = None,
+) -> IngestResult:
+    """Run one ingest. Raises SourceError/StorageError for source and storage problems;
+    a batch that fails validation is *returned* with status ``rejected`` (and quarantined)."""
+    from validation import validate_batch
+
+    step = progress or (lambda _msg: None)
+    lake = lake or open_store(settings.lake)
+    reports = reports or open_store(settings.reports)
+    ingest_id = new_ingest_id()
+
+    step(f"fetching {source}")
+    if fetched is None:
+        fetched = fetch(
+            source,
+            limits=settings.fetch,
+            cache_dir=settings.cache_dir / "downloads",
+            refresh=refresh,
+        )
+    lineage = {**fetched.lineage(), "ingest_id": ingest_id}
+
+    step(f"landing raw batch ({fetched.size:,} bytes)")
+    raw_key = f"raw/{ingest_id}/{fetched.name}"
+    raw_uri = lake.put_bytes(raw_key, fetched.data, overwrite=False)
+    lake.put_bytes(f"raw/{ingest_id}/_lineage.json", _json(lineage), overwrite=False)
+
+    step("validating with the data contract (Great Expectations)")
+    with tempfile.TemporaryDirectory(prefix="abalone-docs-") as tmp:
+        docs_dir = Path(tmp) / "data_docs"
+        result = validate_batch(
+            fetched.data,
+            ingest_id=ingest_id,
+            source=lineage,
+            max_warning_fraction=settings.policy.max_warning_fraction,
+            docs_dir=docs_dir,
+        )
+        step("publishing data-quality report")
+        report_rel = Path(result.report_html).relative_to(docs_dir).as_posix()
+        reports.put_tree(f"{ingest_id}/data_docs", docs_dir)
+    report_html = reports.uri(f"{ingest_id}/data_docs/{report_rel}")
+    summary_uri = reports.uri(f"{ingest_id}/summary.json")
+
+    quarantine_uri = None
+    if len(result.quarantined):
+        quarantine_uri = lake.put_bytes(
+            f"quarantine/{ingest_id}/rows.csv",
+            result.quarantined.to_csv(index=False, lineterminator="\n").encode(),
+        )
+    version = None
+    rows = None
+    if result.status == "accepted":
+        step("writing curated dataset version and splits")
+        version = dataset_version(result.accepted)
+        rows = _write_curated(
+            lake,
+            version,
+            result.accepted,
+            settings.seed,
+            {
+                "dataset_version": version,
+                "ingest_id": ingest_id,
+                "source_sha256": fetched.sha256,
+                "source": fetched.source,
+                "data_quality": "passed",
+                "report_html": report_html,
+                "summary_json": summary_uri,
+                "rows_quarantined": len(result.quarantined),
+            },
+        )
+        lake.put_bytes(
+            "curated/LATEST.json",
+            _json(
+                {"dataset_version": version, "ingest_id": ingest_id, "summary_json": summary_uri}
+            ),
+        )
+    else:
+        quarantine_uri = lake.put_bytes(
+            f"quarantine/{ingest_id}/batch.json",
+            _json(
+                {
+                    "ingest_id": ingest_id,
+                    "status": "rejected",
+                    "raw": raw_uri,
+                    "failed_expectations": result.failed_expectations,
+                    "reasons": result.problems,
+                }
+            ),
+        )
+
+    summary = {
+        "ingest_id": ingest_id,
+        "status": result.status,
+        "env": settings.env,
+        "source": lineage,
+        "raw_uri": raw_uri,
+        "rows_total": result.rows_total,
+        "rows_accepted": len(result.accepted) if result.status == "accepted" else 0,
+        "rows_quarantined": len(result.quarantined),
+        "dataset_version": version,
+        "splits": rows,
+        "curated_uri": lake.uri(f"curated/{version}") if version else None,
+        "quarantine_uri": quarantine_uri,
+        "failed_expectations": result.failed_expectations,
+        "problems": result.problems,
+        "expectations": result.expectations,
+        "report_html": report_html,
+        "summary_json": summary_uri,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    reports.put_bytes(f"{ingest_id}/summary.json", _json(summary))
+    log.info("ingest %s %s (%s rows)", ingest_id, result.status, result.rows_total)
+    return IngestResult(summary=summary, accepted=result.accepted if version else None)
+
+
+def latest_dataset(settings: Settings, lake: Store | None = None) -> str:
+    """The dataset version of the most recent accepted ingest."""
+    lake = lake or open_store(settings.lake)
+    try:
+        return json.loads(lake.get_bytes("curated/LATEST.json"))["dataset_version"]
+    except StorageError as err:
+        raise StorageError(
+            f"no curated dataset in {lake.root}: run `abalone ingest` first"
+        ) from err
