@@ -176,3 +176,118 @@ def ingest(
         first = (summary.get("problems") or ["batch failed the data contract"])[0]
         console.print(f"[bold red]rejected:[/] {first}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+# ---- monitor (drift) ------------------------------------------------------------------------------
+
+
+def print_monitor_summary(summary: dict) -> None:
+    """One screen: verdict, drifting columns, per-column PSI, data quality, report paths."""
+    from rich.table import Table
+
+    colour = {"drift": "red", "ok": "green"}.get(summary["status"], "yellow")
+    cap = summary["capture"]
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_row("drift", f"[bold {colour}]{summary['status']}[/]  {summary['message']}")
+    table.add_row(
+        "captured",
+        f"{cap['rows']:,} rows, {cap['records']:,} records, {cap['files']} file(s)"
+        + (f", {cap['skipped_lines']} unreadable lines skipped" if cap["skipped_lines"] else ""),
+    )
+    ref = summary["reference"]
+    table.add_row(
+        "reference",
+        ref["source"] + (f" (version {ref['model_version']})" if ref.get("model_version") else ""),
+    )
+    detail = summary["drift_detail"]
+    columns = {
+        **detail["features"],
+        **({"prediction": detail["prediction"]} if detail["prediction"] else {}),
+    }
+    shown = []
+    for name, f in columns.items():
+        mark = {"drift": "red", "warn": "yellow", "ok": "green"}.get(f["status"], "dim")
+        psi = "-" if f.get("psi") is None else f"{f['psi']:.3f}"
+        shown.append(f"[{mark}]{name} {psi}[/]")
+    table.add_row("PSI", "  ".join(shown))
+    quality = summary.get("data_quality")
+    if quality:
+        q = "[green]passed[/]" if quality["status"] == "passed" else "[red]failed[/]"
+        table.add_row("data quality", f"{q}  {quality['rows_flagged']:,} rows flagged")
+    if summary.get("note"):
+        table.add_row("note", summary["note"])
+    table.add_row("report", str(summary["report_html"]))
+    table.add_row("summary", str(summary["summary_json"]))
+    retrained = summary.get("retrain")
+    if retrained:
+        if retrained.get("skipped"):
+            table.add_row("retrain", f"skipped: {retrained['skipped']}")
+        elif retrained.get("error"):
+            table.add_row("retrain", f"[red]failed:[/] {retrained['error']}")
+        else:
+            gate = (retrained.get("gate") or {}).get("decision", "?")
+            table.add_row(
+                "retrain",
+                f"version {retrained.get('model_version')} on "
+                f"{retrained['retrained_on']['dataset_version']}: gate {gate}",
+            )
+    console.print(table)
+
+
+@app.command("monitor")
+@handle_errors
+def monitor_command(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only traffic at or after this: 1h, 24h, 7d or an ISO 8601 time."),
+    ] = None,
+    capture: Annotated[
+        str | None,
+        typer.Option(
+            help="Captured traffic: a directory, a .jsonl file or s3://bucket/prefix; this "
+            "server's capture or SageMaker data capture. Default: $ABALONE_HOME/capture."
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="Reference profile: models:/abalone-age@champion (default), "
+            "models:/NAME/VERSION, runs:/RUN_ID, or a JSON file (path or s3://)."
+        ),
+    ] = None,
+    env: EnvOption = "dev",
+    as_json: JsonOption = False,
+    retrain: Annotated[
+        bool,
+        typer.Option(help="When drift is found, run the pipeline on the latest validated data."),
+    ] = False,
+    min_rows: Annotated[
+        int, typer.Option("--min-rows", min=1, help="Fewer live rows than this: no verdict.")
+    ] = 50,
+) -> None:
+    """Compare captured traffic with the training reference profile (PSI + KS), run the data
+    contract on it, and write an HTML + JSON drift report under $ABALONE_HOME/monitoring/.
+
+    Exit codes: 0 no drift (or not enough data), 1 drift, 2 usage/source/service error.
+    """
+    from jobs.drift import Thresholds
+    from jobs.monitor import monitor as run_monitor
+
+    settings = _settings(env)
+    thresholds = Thresholds.from_policy(settings.policy, min_rows=min_rows)
+    with _Steps(enabled=not as_json) as steps:
+        result = run_monitor(
+            settings,
+            capture=capture,
+            since=since,
+            reference=reference,
+            thresholds=thresholds,
+            retrain_on_drift=retrain,
+            progress=steps,
+        )
+    if as_json:
+        print_json(result.summary)
+    else:
+        print_monitor_summary(result.summary)
+    if result.drifting:
+        raise typer.Exit(1)
