@@ -1,29 +1,36 @@
 """Glue job script: validate + prepare one batch (DESIGN §3, §8) with the same core as ``abalone ingest``.
 
-Glue runs this file with Glue-style arguments (``--KEY value``; Glue adds its own, which are ignored)::
+Glue runs this file with Glue-style arguments (``--KEY value``; Glue adds its own, such as
+``--JOB_NAME`` or ``--TempDir``, which are ignored). Per run, the state machine
+(``components.pipeline_definition``) passes::
 
-    --source   s3://<data bucket>/raw/<file>.csv     the batch that arrived (required)
-    --lake     s3://<data bucket>/<lake prefix>      lake root: raw/, quarantine/, curated/ (required)
-    --reports  s3://<reports bucket>[/<prefix>]      Data Docs + summary.json per ingest (required)
-    --env      dev | prd                             stack whose thresholds apply (default dev)
-    --run_id   <state machine execution name>        names the result object (optional)
-    --max_mb   <float>                               largest batch accepted (default 50)
+    --source_uri    s3://<data bucket>/raw/<file>          the batch that arrived (required)
+    --result_uri    s3://<bucket>/pipeline/<exec>/validation.json   where the result goes (optional)
+    --execution_id  <execution name>                       names the run (optional)
+
+and the job's default arguments (``DataQualityEtl`` component) name the stores::
+
+    --lake_uri      s3://<data bucket>[/<prefix>]           lake root: raw/, quarantine/, curated/
+    --reports_uri   s3://<reports bucket>[/<prefix>]        Data Docs + summary.json per ingest
+    --stack         dev | prd                               thresholds (default dev)
+    --max_mb        <float>                                 largest batch accepted (default 50)
+
+(``--source``, ``--lake``, ``--reports``, ``--env``, ``--run_id`` are accepted as synonyms, and so is
+any other Glue argument such as ``--tracking_uri``, which this job does not need.)
 
 It calls :func:`jobs.ingest.ingest` with S3 stores for the lake and the reports, so the raw landing,
 GX validation, quarantine, curated splits and Data Docs are exactly those of the local path. Then it
-records the outcome for the next state of the pipeline, in the lake::
+writes the *result object* — a compact form of ``abalone ingest --json`` (``status``, ``ingest_id``,
+``dataset_version``, ``data_quality``, ``report_html``, ``summary_json``, ``quarantine_uri``,
+``failed_expectations``, the first problems) — to ``--result_uri`` (default
+``<lake>/runs/<execution_id or ingest_id>/ingest_result.json``), where the state machine reads it to
+choose its branch and to find the curated dataset version for training. The object stays small
+(the state machine carries it in its 256 KB state).
 
-    runs/<run_id>/ingest_result.json     {"status", "dataset_version", "data_quality", "channels", ...}
-    runs/<run_id>/dataset/{train,validation,test}.csv, manifest.json   (accepted batches only)
-
-``runs/<run_id>/dataset/`` is the training job's input channel prefix: the state machine knows its own
-execution name, so it can point SageMaker at the dataset without reading S3 itself. Without
-``--run_id`` the result is written under ``runs/<ingest_id>/`` and no channel copy is made.
-
-Exit: a rejected batch (critical expectation failed, or too many warning rows) raises
-:class:`jobs.errors.RejectedError` *after* quarantining it and writing the report and the result
-object, so the Glue job run ends ``FAILED`` and the state machine takes its failure branch. Malformed
-arguments, a missing source or an unreachable bucket fail before anything is written.
+Exit: a batch rejected by the data contract is a *successful* job run (the job did its work: the
+batch is quarantined, its report and result written, ``status: rejected``); the state machine routes
+on ``status``. Malformed arguments, an unreadable source or an unreachable bucket raise before
+anything is written, so the Glue run ends ``FAILED`` with one clear line.
 """
 
 from __future__ import annotations
@@ -41,34 +48,38 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobs.errors import RejectedError, StorageError, UsageError
+from jobs.errors import StorageError, UsageError
 
 log = logging.getLogger(__name__)
 
+#: canonical name → accepted argument names (first is what the state machine/component passes).
+ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "source": ("source_uri", "source"),
+    "lake": ("lake_uri", "lake"),
+    "reports": ("reports_uri", "reports"),
+    "env": ("stack", "env"),
+    "run_id": ("execution_id", "run_id"),
+    "result_uri": ("result_uri",),
+    "max_mb": ("max_mb",),
+}
 REQUIRED = ("source", "lake", "reports")
-OPTIONAL = ("env", "run_id", "max_mb")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 INGEST_ID_RE = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")
-RESULT_NAME = "ingest_result.json"
+MAX_PROBLEMS = 20
 
 
-def result_key(run_id: str) -> str:
-    """Where the job records its outcome, relative to the lake root."""
-    return f"runs/{run_id}/{RESULT_NAME}"
+def default_result_key(run_id: str) -> str:
+    """Where the result goes without ``--result_uri``, relative to the lake root."""
+    return f"runs/{run_id}/ingest_result.json"
 
 
-def dataset_prefix(run_id: str) -> str:
-    """The training channel prefix (relative to the lake root) of an accepted batch."""
-    return f"runs/{run_id}/dataset"
-
-
-def _s3(value: str, what: str, *, need_key: bool) -> str:
+def _s3(value: str, flag: str, *, need_key: bool) -> str:
     parsed = urlparse(value)
     if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"--{what} must be an s3:// URI, got {value!r}")
+        raise ValueError(f"{flag} must be an s3:// URI, got {value!r}")
     if need_key and not parsed.path.strip("/"):
-        raise ValueError(f"--{what} must name an object (s3://bucket/key), got {value!r}")
-    return value.rstrip("/") if not need_key else value
+        raise ValueError(f"{flag} must name an object (s3://bucket/key), got {value!r}")
+    return value if need_key else value.rstrip("/")
 
 
 class GlueArgs(BaseModel):
@@ -81,56 +92,65 @@ class GlueArgs(BaseModel):
     reports: str
     env: Literal["dev", "prd"] = "dev"
     run_id: str | None = None
+    result_uri: str | None = None
     max_mb: float | None = Field(default=None, gt=0)
 
-    @field_validator("source")
+    @field_validator("source", "result_uri")
     @classmethod
-    def _source(cls, v: str) -> str:
-        return _s3(v, "source", need_key=True)
+    def _object(cls, v: str | None, info) -> str | None:
+        return None if v is None else _s3(v, _flag(info.field_name), need_key=True)
 
     @field_validator("lake", "reports")
     @classmethod
     def _roots(cls, v: str, info) -> str:
-        return _s3(v, info.field_name, need_key=False)
+        return _s3(v, _flag(info.field_name), need_key=False)
 
     @field_validator("run_id")
     @classmethod
     def _run_id(cls, v: str | None) -> str | None:
         if v is not None and not RUN_ID_RE.match(v):
-            raise ValueError(
-                f"--run_id {v!r} must be 1-80 letters, digits, '.', '_' or '-' (an execution name)"
-            )
+            raise ValueError(f"--execution_id {v!r} must be 1-80 letters, digits, '.', '_' or '-'")
         return v
 
 
-def _resolved_options(argv: Sequence[str]) -> dict[str, str]:
-    """``--KEY value`` pairs: awsglue's getResolvedOptions on Glue, argparse elsewhere.
+def _flag(field: str) -> str:
+    return "--" + ARGUMENTS[field][0]
 
-    Unknown arguments (Glue passes ``--JOB_NAME``, ``--TempDir``, ``--job-bookmark-option``, …) are
-    ignored in both cases.
-    """
+
+def _resolved_options(argv: Sequence[str]) -> dict[str, str]:
+    """``--KEY value`` pairs: awsglue's getResolvedOptions on Glue, argparse elsewhere; unknown
+    arguments are ignored in both cases. Returns canonical names."""
     argv = list(argv)
     try:
         from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
     except ImportError:
         getResolvedOptions = None
+    names = {alias: canon for canon, aliases in ARGUMENTS.items() for alias in aliases}
     if getResolvedOptions is not None:
-        present = [n for n in (*REQUIRED, *OPTIONAL) if f"--{n}" in argv]
-        missing = [n for n in REQUIRED if n not in present]
-        if missing:
-            raise UsageError(f"missing job argument(s): {', '.join('--' + n for n in missing)}")
-        return dict(getResolvedOptions(["glue_ingest", *argv], present))
+        present = [alias for alias in names if f"--{alias}" in argv]
+        raw = dict(getResolvedOptions(["glue_ingest", *argv], present)) if present else {}
+    else:
 
-    class _Parser(argparse.ArgumentParser):
-        def error(self, message: str):  # argparse would print usage and sys.exit(2)
-            raise UsageError(f"bad job arguments: {message}")
+        class _Parser(argparse.ArgumentParser):
+            def error(self, message: str):  # argparse would print usage and sys.exit(2)
+                raise UsageError(f"bad job arguments: {message}")
 
-    parser = _Parser(prog="glue_ingest", add_help=False, allow_abbrev=False)
-    for name in (*REQUIRED, *OPTIONAL):
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        parser.add_argument(*flags, dest=name, required=name in REQUIRED)
-    known, _unknown = parser.parse_known_args(argv)
-    return {k: v for k, v in vars(known).items() if v is not None}
+        parser = _Parser(prog="glue_ingest", add_help=False, allow_abbrev=False)
+        for alias in names:
+            flags = [f"--{alias}"] + ([f"--{alias.replace('_', '-')}"] if "_" in alias else [])
+            parser.add_argument(*flags, dest=alias)
+        known, _unknown = parser.parse_known_args(argv)
+        raw = {k: v for k, v in vars(known).items() if v is not None}
+    resolved: dict[str, str] = {}
+    for alias, value in raw.items():
+        canon = names[alias]
+        if canon in resolved and resolved[canon] != value:
+            raise UsageError(f"conflicting values for {_flag(canon)} and its synonym --{alias}")
+        resolved[canon] = value
+    missing = [_flag(c) for c in REQUIRED if c not in resolved]
+    if missing:
+        raise UsageError(f"missing job argument(s): {', '.join(missing)}")
+    return resolved
 
 
 def parse_args(argv: Sequence[str]) -> GlueArgs:
@@ -140,9 +160,10 @@ def parse_args(argv: Sequence[str]) -> GlueArgs:
         return GlueArgs(**raw)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "arguments"
+        field = str(first["loc"][0]) if first["loc"] else ""
         message = first["msg"].removeprefix("Value error, ")
-        raise UsageError(f"bad job argument --{field}: {message}") from err
+        where = _flag(field) if field in ARGUMENTS else "arguments"
+        raise UsageError(f"bad job argument {where}: {message}") from err
 
 
 def _check_bucket(client: Any, uri: str, what: str) -> None:
@@ -159,23 +180,50 @@ def _check_bucket(client: Any, uri: str, what: str) -> None:
 
 
 def _refuse_relanding(args: GlueArgs) -> None:
-    """A batch already landed by an ingest (``<lake>/raw/<ingest_id>/…``) is never ingested again:
-    that would copy it to a new ``raw/<ingest_id>/`` and, with an S3 trigger on that prefix, loop."""
+    """A batch an ingest already landed (``<lake>/raw/<ingest_id>/…``) is never ingested again:
+    that would copy it to a new ``raw/<ingest_id>/`` and, with an S3 trigger on ``raw/``, loop."""
     raw_root = args.lake.rstrip("/") + "/raw/"
     if args.source.startswith(raw_root):
         first = args.source[len(raw_root) :].split("/", 1)[0]
         if INGEST_ID_RE.match(first):
             raise UsageError(
                 f"{args.source} is a batch an ingest already landed (raw/{first}/); refusing to "
-                "ingest it again. Upload new batches outside the lake's raw/<ingest_id>/ folders."
+                "ingest it again. Upload new batches directly under raw/, not into raw/<ingest_id>/."
             )
 
 
-def run(args: GlueArgs, *, s3_client: Any = None, home: Path | None = None) -> dict[str, Any]:
-    """Ingest ``args.source`` into the S3 lake; returns the result object (also written to S3).
+def compact_result(summary: dict[str, Any], *, run_id: str, env: str) -> dict[str, Any]:
+    """The result object the state machine reads: small, no per-expectation detail."""
+    accepted = summary["status"] == "accepted"
+    return {
+        "run_id": run_id,
+        "ingest_id": summary["ingest_id"],
+        "env": env,
+        "status": summary["status"],
+        "data_quality": "passed" if accepted else "failed",
+        "dataset_version": summary.get("dataset_version"),
+        "rows_total": summary["rows_total"],
+        "rows_accepted": summary["rows_accepted"],
+        "rows_quarantined": summary["rows_quarantined"],
+        "splits": summary.get("splits"),
+        "source": (summary.get("source") or {}).get("source"),
+        "source_sha256": (summary.get("source") or {}).get("sha256"),
+        "raw_uri": summary["raw_uri"],
+        "curated_uri": summary.get("curated_uri"),
+        "quarantine_uri": summary.get("quarantine_uri"),
+        "report_html": summary["report_html"],
+        "summary_json": summary["summary_json"],
+        "failed_expectations": list(summary.get("failed_expectations") or []),
+        "problems": list(summary.get("problems") or [])[:MAX_PROBLEMS],
+        "problems_total": len(summary.get("problems") or []),
+    }
 
-    Raises :class:`RejectedError` for a rejected batch (after recording it), ``SourceError`` /
-    ``StorageError`` for an unreadable source or bucket (before any write).
+
+def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
+    """Ingest ``args.source`` into the S3 lake; write and return the result object.
+
+    A rejected batch is returned with ``status: rejected`` (quarantined, reported). Raises
+    ``UsageError``/``SourceError``/``StorageError`` before any write for bad input.
     """
     import boto3
 
@@ -193,17 +241,19 @@ def run(args: GlueArgs, *, s3_client: Any = None, home: Path | None = None) -> d
         settings = load_settings(
             args.env,
             environ={},
-            home=home or Path(tmp),
+            home=Path(tmp),
             lake=args.lake,
             reports=args.reports,
             tracking_uri="unused://glue-ingest",
             **overrides,
         )
-        # Pre-flight, before the first write: the source is readable and within limits, and
-        # both buckets answer. A failure here leaves no object behind.
+        # Pre-flight, before the first write: the source is readable and within limits, and every
+        # bucket we write to answers. A failure here leaves no object behind.
         fetched = fetch(args.source, limits=settings.fetch, s3_client=client)
         _check_bucket(client, args.lake, "lake")
         _check_bucket(client, args.reports, "reports")
+        if args.result_uri:
+            _check_bucket(client, args.result_uri, "result")
         lake = open_store(args.lake, s3_client=client)
         reports = open_store(args.reports, s3_client=client)
 
@@ -217,51 +267,22 @@ def run(args: GlueArgs, *, s3_client: Any = None, home: Path | None = None) -> d
         )
     summary = outcome.summary
     run_id = args.run_id or summary["ingest_id"]
-    accepted = outcome.ok
-    result: dict[str, Any] = {
-        "run_id": run_id,
-        "ingest_id": summary["ingest_id"],
-        "env": args.env,
-        "status": summary["status"],
-        "data_quality": "passed" if accepted else "failed",
-        "dataset_version": summary.get("dataset_version"),
-        "rows_total": summary["rows_total"],
-        "rows_accepted": summary["rows_accepted"],
-        "rows_quarantined": summary["rows_quarantined"],
-        "splits": summary.get("splits"),
-        "source": args.source,
-        "raw_uri": summary["raw_uri"],
-        "curated_uri": summary.get("curated_uri"),
-        "quarantine_uri": summary.get("quarantine_uri"),
-        "report_html": summary["report_html"],
-        "summary_json": summary["summary_json"],
-        "failed_expectations": summary.get("failed_expectations", []),
-        "problems": (summary.get("problems") or [])[:20],
-        "channels": None,
-    }
-    if accepted and args.run_id:
-        version = summary["dataset_version"]
-        prefix = dataset_prefix(run_id)
-        for name in ("train.csv", "validation.csv", "test.csv", "manifest.json"):
-            lake.put_bytes(f"{prefix}/{name}", lake.get_bytes(f"curated/{version}/{name}"))
-        channel = lake.uri(prefix) + "/"
-        result["channels"] = {"train": channel, "validation": channel, "test": channel}
-    result["result_uri"] = lake.put_bytes(
-        result_key(run_id), (json.dumps(result, indent=2, default=str) + "\n").encode()
-    )
+    result = compact_result(summary, run_id=run_id, env=args.env)
+    if args.result_uri:
+        parent, name = args.result_uri.rsplit("/", 1)
+        target, key = open_store(parent, s3_client=client), name
+    else:
+        target, key = lake, default_result_key(run_id)
+    result["result_uri"] = target.uri(key)
+    target.put_bytes(key, (json.dumps(result, indent=2, default=str) + "\n").encode())
     log.info(
-        "ingest %s %s: dataset %s, report %s",
+        "ingest %s %s: dataset %s, report %s, result %s",
         summary["ingest_id"],
         summary["status"],
         summary.get("dataset_version"),
         summary["report_html"],
+        result["result_uri"],
     )
-    if not accepted:
-        first = (summary.get("problems") or ["batch failed the data contract"])[0]
-        raise RejectedError(
-            f"batch {summary['ingest_id']} rejected and quarantined ({summary['quarantine_uri']}): "
-            f"{first}"
-        )
     return result
 
 
