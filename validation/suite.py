@@ -48,8 +48,8 @@ UPPER_BOUNDS: dict[str, float] = {
 RINGS_MIN, RINGS_MAX = 1, 40
 COMPONENTS: tuple[str, ...] = ("shucked_weight", "viscera_weight", "shell_weight")
 COMPONENT_TOLERANCE = 0.05
-NUMBER_REGEX = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-INTEGER_REGEX = r"^[+-]?\d+(\.0*)?$"
+NUMBER_REGEX = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+INTEGER_REGEX = r"^[+-]?\d+(?:\.0*)?$"
 
 CRITICAL = "critical"
 WARNING = "warning"
