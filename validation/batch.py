@@ -65,7 +65,7 @@ def validate_batch(
 
     Builds the Data Docs site into ``docs_dir``; ``report_html`` is its ``index.html``.
     """
-    parsed = parse_bytes(data, contract.expected_columns(True))
+    parsed = parse_bytes(data, contract.expected_columns(True), contract.MAX_ROWS)
     result = _validate(
         parsed,
         with_target=True,
@@ -319,7 +319,7 @@ class _Explainer:
         shown = 0
         for row in rows:
             what, reason = self._row_message(kind, kwargs, row)
-            self.reasons[row].append(f"{reason} ({kind})")
+            self.reasons[row].append(f"{what}: {reason} ({kind}, {severity})")
             self.rows[severity].add(row)
             if shown < MAX_PROBLEMS_PER_EXPECTATION:
                 self.problems.append(f"row {row}, {what}: {reason} ({name}, {severity})")

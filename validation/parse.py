@@ -28,6 +28,7 @@ import pandas as pd
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "?"})
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 MAX_PROBLEM_LINES = 20
+MAX_BYTES_PER_ROW = 128  # a canonical row is ~45 bytes; bounds memory before parsing
 
 
 @dataclass
@@ -84,16 +85,41 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def parse_bytes(data: bytes, expected: Sequence[str]) -> ParsedBatch:
-    """Parse raw bytes leniently; ``expected`` is the canonical column list for headerless files."""
+def parse_bytes(data: bytes, expected: Sequence[str], max_rows: int) -> ParsedBatch:
+    """Parse raw bytes leniently; ``expected`` is the canonical column list for headerless files.
+
+    A file with more than ``max_rows`` (+1 for a header) lines, or more than
+    ``max_rows * MAX_BYTES_PER_ROW`` bytes, is not parsed at all (bounded memory and time): the
+    frame has no columns but the file's line count as its length, so the row-count expectation
+    reports the real size.
+    """
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    too_big = None
+    if lines > max_rows + 1:
+        too_big = f"file has {lines:,} lines, more than the {max_rows:,}-row limit: not parsed"
+    elif len(data) > max_rows * MAX_BYTES_PER_ROW:
+        too_big = (
+            f"file is {len(data):,} bytes, more than the {max_rows * MAX_BYTES_PER_ROW:,}-byte "
+            f"limit ({max_rows:,} rows of at most {MAX_BYTES_PER_ROW} bytes): not parsed"
+        )
+    if too_big:
+        frame = pd.DataFrame(index=pd.RangeIndex(1, lines + 1, name="row_number"))
+        return ParsedBatch(frame=frame, readable=False, problems=[too_big])
     text, reason = _decode(data)
     if text is None:
         return ParsedBatch(frame=empty_frame(), readable=False, problems=[reason or "unreadable"])
-    numbered = [
-        (number, row)
-        for number, row in enumerate(csv.reader(text.splitlines()), start=1)
-        if any(cell.strip() for cell in row)
-    ]
+    numbered: list[tuple[int, list[str]]] = []
+    reader = csv.reader(text.splitlines())
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                numbered.append((reader.line_num, row))
+    except csv.Error as err:
+        return ParsedBatch(
+            frame=empty_frame(),
+            readable=False,
+            problems=[f"row {reader.line_num}: not readable as CSV ({err})"],
+        )
     if not numbered:
         return ParsedBatch(frame=empty_frame(), problems=["file is empty (no rows)"])
 

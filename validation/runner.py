@@ -10,7 +10,6 @@ with a lock because the Data Docs site location is part of the shared context's 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import os
 import threading
@@ -24,6 +23,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SITE_NAME = "abalone_data_docs"
+RESULT_FORMAT = {"result_format": "COMPLETE"}  # all unexpected row numbers, for quarantine
 
 
 @dataclass
@@ -35,14 +35,24 @@ class SuiteRun:
     frame: pd.DataFrame
 
 
+_PAGE_VIEW = {"module_name": "validation.docs_views", "class_name": "CachedJinjaPageView"}
+_INDEX_VIEW = {"module_name": "validation.docs_views", "class_name": "CachedJinjaIndexPageView"}
+
+
 def _site_config(base_directory: Path) -> dict[str, Any]:
+    """A local Data Docs site in ``base_directory`` (validation results and suite pages, index)."""
     return {
         "class_name": "SiteBuilder",
         "store_backend": {
             "class_name": "TupleFilesystemStoreBackend",
             "base_directory": str(base_directory),
         },
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _INDEX_VIEW},
+        "site_section_builders": {
+            "expectations": {"view": _PAGE_VIEW},
+            "validations": {"view": _PAGE_VIEW},
+            "profiling": "None",
+        },
     }
 
 
@@ -89,7 +99,7 @@ class GXRuntime:
                 name=f"{run.name}_checkpoint" + ("_docs" if docs else ""),
                 validation_definitions=[definition],
                 actions=actions if docs else [],
-                result_format={"result_format": "COMPLETE"},
+                result_format=RESULT_FORMAT,
             )
         )
         self._checkpoints[key] = checkpoint
@@ -126,8 +136,14 @@ class GXRuntime:
         return results
 
 
-@functools.cache
+_RUNTIME: list[GXRuntime] = []
+_RUNTIME_LOCK = threading.Lock()
+
+
 def runtime() -> GXRuntime:
-    """The process-wide GX runtime, created on first use."""
-    log.debug("creating Great Expectations context")
-    return GXRuntime()
+    """The process-wide GX runtime, created on first use (not at import time)."""
+    with _RUNTIME_LOCK:
+        if not _RUNTIME:
+            log.debug("creating the Great Expectations context")
+            _RUNTIME.append(GXRuntime())
+        return _RUNTIME[0]

@@ -273,3 +273,26 @@ def test_validate_frame_reports_wrong_columns():
     result = validate_frame(make_abalone(10, seed=1), with_target=False)
     assert result.status == "rejected"
     assert "expect_table_columns_to_match_ordered_list" in failed(result)
+
+
+def test_file_over_the_row_limit_is_rejected_without_parsing(tmp_path):
+    result = run(b"M,0.4,0.3,0.1,0.5,0.2,0.1,0.15,9\n" * 1_000_002, tmp_path)
+    assert result.status == "rejected"
+    assert result.rows_total == 1_000_002
+    assert "file has 1,000,002 lines, more than the 1,000,000-row limit" in problems(result)
+    assert "expect_table_row_count_to_be_between" in failed(result)
+    assert "row count 1000002 outside [1, 1,000,000]" in problems(result)
+
+
+def test_oversized_field_is_rejected_not_raised(tmp_path):
+    result = run(b"M," + b"1" * 200_000 + b"\n", tmp_path)
+    assert result.status == "rejected"
+    assert "row 1: not readable as CSV" in problems(result)
+
+
+def test_file_over_the_byte_limit_is_rejected_without_parsing(tmp_path):
+    line = b"M,0.4,0.3,0.1,0.5,0.2,0.1,0.15,9" + b" " * 200 + b"\n"
+    result = run(line * 600_000, tmp_path)  # 139 MB, fewer lines than the row limit
+    assert result.status == "rejected"
+    assert "bytes, more than the 128,000,000-byte limit" in problems(result)
+    assert "file_parses_as_csv" in failed(result)
