@@ -17,7 +17,7 @@ Request formats (one or many rows; at most ``max_rows`` rows, default 10,000):
 - ``text/csv``: headerless rows in canonical order ``sex,length,diameter,height,whole_weight,
   shucked_weight,viscera_weight,shell_weight``. A ninth field is accepted as ``rings`` and ignored,
   so rows copied straight from the UCI file (or a curated split) can be replayed; every row must
-  then have nine fields. A header row (first field ``sex``) names the columns in any order; a
+  then have nine fields. A header row (first field a column name) names the columns in any order; a
   ``rings`` column is ignored there too, any other unknown column is an error.
 - ``application/json``: ``{"instances": [[...], ...]}`` (lists in canonical order, 8 or 9 fields as
   above), ``{"instances": [{...}, ...]}`` or a bare list of records (objects keyed by feature name),
@@ -284,7 +284,7 @@ def _parse_csv(text: str, max_rows: int) -> Rows:
         except csv.Error as err:
             raise InvalidInput(f"malformed CSV: {err}", 400) from err
     header = [c.strip().lower() for c in lines[0]]
-    if header and header[0] == "sex":
+    if header[0] in _COLUMN_INDEX or header[0] == TARGET:  # data rows start with M/F/I
         order = _header_order(header)
         lines = lines[1:]
         if not lines:
