@@ -43,6 +43,7 @@ def _site_config(base_directory: Path) -> dict[str, Any]:
     """A local Data Docs site in ``base_directory`` (validation results and suite pages, index)."""
     return {
         "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
         "store_backend": {
             "class_name": "TupleFilesystemStoreBackend",
             "base_directory": str(base_directory),

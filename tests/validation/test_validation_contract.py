@@ -296,3 +296,21 @@ def test_file_over_the_byte_limit_is_rejected_without_parsing(tmp_path):
     assert result.status == "rejected"
     assert "bytes, more than the 128,000,000-byte limit" in problems(result)
     assert "file_parses_as_csv" in failed(result)
+
+
+def test_component_weight_tolerance_and_diameter_rule(tmp_path):
+    frame = make_abalone(200, seed=3)
+    whole = frame.loc[10, "whole_weight"]
+    frame.loc[10, "shell_weight"] = round(whole * 1.03, 4)  # within the 5% tolerance
+    frame.loc[20, "shucked_weight"] = round(frame.loc[20, "whole_weight"] * 1.2, 4)  # beyond
+    frame.loc[30, "diameter"] = frame.loc[30, "length"] + 0.05
+    result = run(to_csv_bytes(frame), tmp_path)
+    assert result.status == "accepted"
+    assert result.quarantined["row_number"].tolist() == [21, 31]
+    assert failed(result) == {
+        "expect_column_values_to_be_between(shucked_to_whole_ratio)",
+        "expect_column_pair_values_a_to_be_greater_than_b(length,diameter)",
+    }
+    reasons = result.quarantined.set_index("row_number")["reasons"]
+    assert "shucked_weight" in reasons[21] and "by more than 5%" in reasons[21]
+    assert "diameter" in reasons[31] and "> length" in reasons[31]
