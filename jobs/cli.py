@@ -108,12 +108,21 @@ class _Steps:
             console.print(f"[green]✓[/] {self._last}", highlight=False)
 
 
-def print_ingest_summary(summary: dict) -> None:
-    """A one-screen human summary of an ingest (stderr, so --json stdout stays clean)."""
+def _summary_table():
+    """Two-column key/value table whose values wrap instead of being cut (paths must stay whole)."""
     from rich.table import Table
 
-    ok = summary["status"] == "accepted"
     table = Table(show_header=False, box=None, padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
+def print_ingest_summary(summary: dict) -> None:
+    """A one-screen human summary of an ingest (stderr, so --json stdout stays clean)."""
+
+    ok = summary["status"] == "accepted"
+    table = _summary_table()
     table.add_row("ingest", summary["ingest_id"])
     table.add_row("status", "[green]accepted[/]" if ok else "[red]rejected[/]")
     table.add_row(
@@ -178,16 +187,380 @@ def ingest(
         raise typer.Exit(1)
 
 
+def print_run_summary(result: dict) -> None:
+    """One screen: data quality, run, metrics, champion vs candidate, gate decision with reasons."""
+
+    ing = result["ingest"]
+    gate = result.get("gate") or {}
+    table = _summary_table()
+    dq = "[green]passed[/]" if ing["status"] == "accepted" else "[red]rejected[/]"
+    table.add_row(
+        "data quality",
+        f"{dq}  {ing['rows_accepted']:,}/{ing['rows_total']:,} rows accepted, "
+        f"{ing['rows_quarantined']:,} quarantined",
+    )
+    table.add_row("report", str(ing["report_html"]))
+    if ing.get("dataset_version"):
+        table.add_row("dataset", ing["dataset_version"])
+    if result.get("run_id"):
+        table.add_row("mlflow run", f"{result['run_id']}  ({result.get('tracking_uri')})")
+    metrics = result.get("metrics") or {}
+    if metrics:
+        shown = ", ".join(
+            f"{k} {metrics[k]:.3f}"
+            for k in ("test_rmse", "test_mae", "test_r2", "val_rmse")
+            if k in metrics
+        )
+        table.add_row("metrics", shown)
+    if result.get("model_version"):
+        table.add_row("candidate", f"abalone-age v{result['model_version']}")
+    if gate:
+        colour = {"promote": "green", "awaiting_approval": "yellow"}.get(gate["decision"], "red")
+        table.add_row("gate", f"[bold {colour}]{gate['decision']}[/]")
+    table.add_row(
+        "champion",
+        f"v{result['champion_version']}" if result.get("champion_version") else "none",
+    )
+    console.print(table)
+    for reason in gate.get("reasons", []):
+        mark = "[green]✓[/]" if reason.startswith("PASS") else "[red]✗[/]"
+        console.print(
+            f"  {mark} {reason.split(' ', 1)[1] if ' ' in reason else reason}", highlight=False
+        )
+
+
+@app.command()
+@handle_errors
+def run(
+    source: SourceOption = None,
+    env: EnvOption = "dev",
+    as_json: JsonOption = False,
+    refresh: Annotated[bool, typer.Option(help="Re-download a cached URL source.")] = False,
+) -> None:
+    """The main job: ingest → validate → train → evaluate → register → gate → promote.
+
+    Exit codes: 0 promoted, 1 rejected (data or gate) or awaiting approval, 2 usage/source/service error.
+    """
+    from jobs.pipeline import run_pipeline
+    from jobs.settings import UCI_ABALONE_URL
+
+    settings = _settings(env)
+    try:
+        with _Steps(enabled=not as_json) as steps:
+            result = run_pipeline(
+                settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps
+            )
+    except AbaloneError as err:
+        partial = getattr(err, "result", None)
+        if partial is not None:
+            if as_json:
+                print_json(partial.to_dict())
+            else:
+                print_run_summary(partial.to_dict())
+        raise
+    payload = result.to_dict()
+    if as_json:
+        print_json(payload)
+    else:
+        print_run_summary(payload)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# ---- training, registry and gate (issue 3) ---------------------------------------------------------
+
+
+def print_gate_summary(payload: dict) -> None:
+    """Version, gate decision with every reason, and where the aliases point now."""
+    gate = payload["gate"]
+    colour = {"promote": "green", "awaiting_approval": "yellow"}.get(gate["decision"], "red")
+    console.print(
+        f"abalone-age v{payload['model_version']}: gate [bold {colour}]{gate['decision']}[/]",
+        highlight=False,
+    )
+    for reason in gate["reasons"]:
+        mark = "[green]✓[/]" if reason.startswith("PASS") else "[red]✗[/]"
+        console.print(f"  {mark} {reason.split(' ', 1)[1]}", highlight=False)
+    champion = payload.get("champion_version")
+    previous = payload.get("previous_version")
+    console.print(
+        f"@champion → {'v' + champion if champion else 'none'}, "
+        f"@previous → {'v' + previous if previous else 'none'}",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def train(
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Curated dataset version (default: the latest ingest)."),
+    ] = None,
+    env: EnvOption = "dev",
+    as_json: JsonOption = False,
+) -> None:
+    """Train on a curated dataset version (python -m jobs.train), register it as @challenger.
+
+    Exit codes: 0 trained and registered, 2 usage/service error. Run `abalone promote` to gate it.
+    """
+    from datetime import UTC, datetime
+
+    from jobs.ingest import latest_dataset
+    from jobs.registry import check_tracking
+    from jobs.train import prepare_channels, run_subprocess
+
+    settings = _settings(env)
+    check_tracking(settings.tracking_uri)
+    version = dataset or latest_dataset(settings)
+    workdir = settings.home / "jobs" / f"train-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+    with _Steps(enabled=not as_json) as steps:
+        steps(f"preparing channels for {version}")
+        channels = prepare_channels(settings, version, workdir)
+        steps(f"training on {version} (python -m jobs.train)")
+        result = run_subprocess(settings, channels, workdir=workdir)
+    payload = {
+        "dataset_version": result.dataset_version,
+        "run_id": result.run_id,
+        "model_version": result.model_version,
+        "metrics": result.metrics,
+        "params": result.params,
+        "workdir": str(workdir),
+        "tracking_uri": settings.tracking_uri,
+    }
+    if as_json:
+        print_json(payload)
+        return
+    m = result.metrics
+    console.print(
+        f"run {result.run_id}: test rmse {m['test_rmse']:.3f}, mae {m['test_mae']:.3f}, "
+        f"r2 {m['test_r2']:.3f} (val rmse {m['val_rmse']:.3f})",
+        highlight=False,
+    )
+    console.print(
+        f"registered abalone-age v{result.model_version} as @challenger; gate it with "
+        f"`abalone promote --version {result.model_version} --env {settings.env}`",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def promote(
+    version: Annotated[
+        str | None, typer.Option("--version", help="Model version (default: @challenger).")
+    ] = None,
+    env: EnvOption = "dev",
+    as_json: JsonOption = False,
+) -> None:
+    """Re-evaluate the promotion gate for a version (e.g. after approval); promote it on pass.
+
+    Exit codes: 0 promoted, 1 rejected or awaiting approval, 2 usage/service error.
+    """
+    from jobs.registry import reevaluate
+
+    settings = _settings(env)
+    with _Steps(enabled=not as_json) as steps:
+        steps(f"evaluating the gate for {'v' + version if version else '@challenger'}")
+        decision, aliases = reevaluate(settings, version)
+    payload = {
+        "model_version": decision.inputs.candidate_version,
+        "gate": decision.to_dict(),
+        "champion_version": aliases.champion,
+        "previous_version": aliases.previous,
+    }
+    if as_json:
+        print_json(payload)
+    else:
+        print_gate_summary(payload)
+    if not decision.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def approve(
+    version: Annotated[str, typer.Argument(help="Model version to approve.")],
+    by: Annotated[str, typer.Option("--by", help="Who approves (recorded as approved_by).")],
+    env: EnvOption = "dev",
+) -> None:
+    """Record a person's approval on a version (tags approval=approved, approved_by)."""
+    from jobs.registry import Registry, check_tracking
+
+    settings = _settings(env)
+    check_tracking(settings.tracking_uri)
+    Registry.from_settings(settings).approve(version, by)
+    console.print(
+        f"approved abalone-age v{version} by {by.strip()}; promote it with "
+        f"`abalone promote --version {version} --env {settings.env}`",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def rollback(env: EnvOption = "dev", as_json: JsonOption = False) -> None:
+    """Point @champion back at @previous."""
+    from jobs.registry import Registry, check_tracking
+
+    settings = _settings(env)
+    check_tracking(settings.tracking_uri)
+    registry = Registry.from_settings(settings)
+    before = registry.alias("champion")
+    aliases = registry.rollback()
+    payload = {
+        "rolled_back_from": before,
+        "champion_version": aliases.champion,
+        "previous_version": aliases.previous,
+    }
+    if as_json:
+        print_json(payload)
+        return
+    console.print(
+        f"@champion → v{aliases.champion} (was v{before}); "
+        f"@previous → {'v' + aliases.previous if aliases.previous else 'none'}",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="MLflow model URI (models:/abalone-age@champion) or a model directory."
+        ),
+    ] = "models:/abalone-age@champion",
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", help="Largest request body, in MB.")
+    ] = 5.0,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Most rows per request.")] = 10_000,
+    capture: Annotated[
+        bool, typer.Option("--capture/--no-capture", help="Append data-capture records.")
+    ] = True,
+    env: EnvOption = "dev",
+) -> None:
+    """Serve a model on the SageMaker contract: GET /ping, POST /invocations; runs until Ctrl-C."""
+    from pydantic import ValidationError
+
+    from jobs.errors import UsageError
+    from jobs.serve import ServeLimits, create_app, load_serving_model, run_server
+
+    settings = _settings(env)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port")
+    try:
+        limits = ServeLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows)
+    except ValidationError as err:
+        raise UsageError("--max-body-mb and --max-rows must be positive") from err
+    if "://" in model or model.startswith(("models:", "runs:")):
+        from jobs.registry import check_tracking
+
+        check_tracking(settings.tracking_uri)
+    loaded = load_serving_model(model, settings.tracking_uri)
+    capture_dir = settings.capture_dir if capture else None
+    asgi = create_app(loaded, capture_dir, limits)
+    version = f"v{loaded.model_version}" if loaded.model_version else "(unversioned)"
+    out.print(f"serving {model} {version} on http://{host}:{port}", highlight=False)
+    console.print(
+        f"capture → {capture_dir or 'off'}; limits {max_body_mb:g} MB / {max_rows} rows; "
+        "Ctrl-C to stop",
+        highlight=False,
+    )
+    run_server(asgi, host, port)
+
+
+@app.command()
+@handle_errors
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Loopback port for the MLflow UI.")] = 5000,
+) -> None:
+    """Start `mlflow server` on 127.0.0.1 over the local store; runs until Ctrl-C."""
+    import socket
+    import subprocess
+
+    from jobs.errors import ServiceError, UsageError
+
+    settings = _settings("dev")
+    uri = settings.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        out.print(f"MLflow is already served at {uri}")
+        return
+    if not uri.startswith("sqlite:///"):
+        raise UsageError(f"abalone ui serves a sqlite:/// store; MLFLOW_TRACKING_URI is {uri}")
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port")
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise UsageError(f"port {port} on 127.0.0.1 is in use; pass --port") from err
+    artifacts = settings.home / "mlartifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true"
+    )
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log_path = settings.home / "mlflow-ui.log"
+    cmd = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--backend-store-uri", uri, "--artifacts-destination", str(artifacts),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(f"{url}/health", proc, log_path)
+            out.print(f"MLflow UI: {url}", highlight=False)
+            console.print(f"store {uri}; log {log_path}; Ctrl-C to stop", highlight=False)
+            code = proc.wait()
+            if code != 0:
+                raise ServiceError(f"mlflow server exited with {code}; see {log_path}")
+        except KeyboardInterrupt:
+            console.print("stopping MLflow UI")
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _wait_ready(url: str, proc, log_path, timeout_s: float = 90.0) -> None:
+    import time
+
+    import httpx
+
+    from jobs.errors import ServiceError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"mlflow server exited with {proc.returncode}; see {log_path}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise ServiceError(
+        f"mlflow server did not answer {url} within {timeout_s:.0f}s; see {log_path}"
+    )
+
+
 # ---- monitor (drift) ------------------------------------------------------------------------------
 
 
 def print_monitor_summary(summary: dict) -> None:
     """One screen: verdict, drifting columns, per-column PSI, data quality, report paths."""
-    from rich.table import Table
 
     colour = {"drift": "red", "ok": "green"}.get(summary["status"], "yellow")
     cap = summary["capture"]
-    table = Table(show_header=False, box=None, padding=(0, 1))
+    table = _summary_table()
     table.add_row("drift", f"[bold {colour}]{summary['status']}[/]  {summary['message']}")
     table.add_row(
         "captured",
