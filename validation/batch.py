@@ -141,9 +141,11 @@ def _validate(
             records.append(explainer.record(res))
 
     rows_total = len(text)
-    critical_failed = any(not r["success"] and r["severity"] == contract.CRITICAL for r in records)
-    problems = list(parsed.problems)
-    problems += explainer.problems
+    critical_failed = bool(explainer.errors) or any(
+        not r["success"] and r["severity"] == contract.CRITICAL for r in records
+    )
+    # most decisive first: what makes the batch unreadable, critical failures, the fraction rule
+    problems = list(parsed.problems) + explainer.problems[contract.CRITICAL]
     warning_rows = set(explainer.rows[contract.WARNING])
     fraction = len(warning_rows) / rows_total if rows_total else 0.0
     too_many = fraction > max_warning_fraction
@@ -152,6 +154,7 @@ def _validate(
             f"{len(warning_rows)} of {rows_total} rows ({fraction:.1%}) have warning anomalies, "
             f"above the limit of {max_warning_fraction:.1%} (max_warning_fraction)"
         )
+    problems += explainer.problems[contract.WARNING]
     status = "rejected" if critical_failed or too_many or not structure_ok else "accepted"
 
     quarantine_rows = sorted(set(explainer.reasons) | set(parsed.ragged_rows))
@@ -275,7 +278,8 @@ class _Explainer:
         self.numeric = runs[1].frame if len(runs) > 1 else None
         self.reasons: dict[int, list[str]] = defaultdict(list)
         self.rows: dict[str, set[int]] = {contract.CRITICAL: set(), contract.WARNING: set()}
-        self.problems: list[str] = []
+        self.problems: dict[str, list[str]] = {contract.CRITICAL: [], contract.WARNING: []}
+        self.errors: list[str] = []
 
     def record(self, res: Any) -> dict[str, Any]:
         config = res.expectation_config
@@ -293,9 +297,10 @@ class _Explainer:
         if observed is None and "element_count" in result:
             pct = result.get("unexpected_percent") or 0.0
             observed = f"{count} of {result['element_count']} rows unexpected ({pct:.2f}%)"
-        exception = (res.exception_info or {}).get("exception_message") if not res.success else None
-        if exception and (res.exception_info or {}).get("raised_exception"):
-            observed = f"error: {exception}"
+        info = res.exception_info or {}
+        if not res.success and info.get("raised_exception"):
+            observed = f"error: {info.get('exception_message')}"
+            self.errors.append(kind)
         record = {
             "expectation": kind,
             "column": column,
@@ -306,7 +311,12 @@ class _Explainer:
             "unexpected_rows": rows[:MAX_UNEXPECTED_ROWS],
             "rule": meta.get("rule"),
         }
-        if not res.success:
+        if not res.success and info.get("raised_exception"):
+            self._problem(
+                contract.CRITICAL,
+                f"{_name(record)} could not be evaluated: {info.get('exception_message')}",
+            )
+        elif not res.success:
             self._explain(record, kwargs, rows)
         return record
 
@@ -314,7 +324,7 @@ class _Explainer:
         kind, severity = record["expectation"], record["severity"]
         name = _name(record)
         if not rows:  # table-level (or an expectation that raised)
-            self.problems.append(f"{self._table_message(kind, kwargs, record)} ({name})")
+            self._problem(severity, f"{self._table_message(kind, kwargs, record)} ({name})")
             return
         shown = 0
         for row in rows:
@@ -322,10 +332,14 @@ class _Explainer:
             self.reasons[row].append(f"{what}: {reason} ({kind}, {severity})")
             self.rows[severity].add(row)
             if shown < MAX_PROBLEMS_PER_EXPECTATION:
-                self.problems.append(f"row {row}, {what}: {reason} ({name}, {severity})")
+                self._problem(severity, f"row {row}, {what}: {reason} ({name}, {severity})")
                 shown += 1
         if len(rows) > shown:
-            self.problems.append(f"... and {len(rows) - shown} more rows failing {name}")
+            self._problem(severity, f"... and {len(rows) - shown} more rows failing {name}")
+
+    def _problem(self, severity: str, line: str) -> None:
+        key = contract.WARNING if severity == contract.WARNING else contract.CRITICAL
+        self.problems[key].append(line)
 
     def _table_message(self, kind: str, kwargs: dict, record: dict[str, Any]) -> str:
         observed = record["observed"]

@@ -314,3 +314,15 @@ def test_component_weight_tolerance_and_diameter_rule(tmp_path):
     reasons = result.quarantined.set_index("row_number")["reasons"]
     assert "shucked_weight" in reasons[21] and "by more than 5%" in reasons[21]
     assert "diameter" in reasons[31] and "> length" in reasons[31]
+
+
+def test_rejection_for_too_many_warnings_explains_the_fraction_first(tmp_path):
+    lines = lines_of(20)
+    data = with_cell(lines, 3, "height", "0")
+    data = with_cell(data.decode().splitlines(), 8, "rings", "0")
+    result = run(data, tmp_path, fraction=0.05)
+    assert result.status == "rejected"
+    assert result.problems[0] == (
+        "2 of 20 rows (10.0%) have warning anomalies, above the limit of 5.0% (max_warning_fraction)"
+    )
+    assert sorted(result.quarantined["row_number"]) == [4, 9]
