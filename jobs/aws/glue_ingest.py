@@ -4,33 +4,34 @@ Glue runs this file with Glue-style arguments (``--KEY value``; Glue adds its ow
 ``--JOB_NAME`` or ``--TempDir``, which are ignored). Per run, the state machine
 (``components.pipeline_definition``) passes::
 
-    --source_uri    s3://<data bucket>/raw/<file>          the batch that arrived (required)
-    --result_uri    s3://<bucket>/pipeline/<exec>/validation.json   where the result goes (optional)
-    --execution_id  <execution name>                       names the run (optional)
+    --source    s3://<data bucket>/raw/<file>          the batch that arrived (required)
+    --run_id    <execution name>                       names the run and its result object
 
-and the job's default arguments (``DataQualityEtl`` component) name the stores::
+and the job's arguments set by the ``DataQualityEtl`` component name the stores::
 
-    --lake_uri      s3://<data bucket>[/<prefix>]           lake root: raw/, quarantine/, curated/
-    --reports_uri   s3://<reports bucket>[/<prefix>]        Data Docs + summary.json per ingest
-    --stack         dev | prd                               thresholds (default dev)
-    --max_mb        <float>                                 largest batch accepted (default 50)
+    --lake      s3://<data bucket>[/<prefix>]          lake root: raw/, quarantine/, curated/, runs/
+    --reports   s3://<reports bucket>[/<prefix>]       Data Docs + summary.json per ingest
+    --env       dev | prd                              thresholds (default dev)
 
-(``--source``, ``--lake``, ``--reports``, ``--env``, ``--run_id`` are accepted as synonyms, and so is
-any other Glue argument such as ``--tracking_uri``, which this job does not need.)
+Optional: ``--result_uri s3://…`` (write the result elsewhere), ``--max_mb`` (batch size limit,
+default 50). Synonyms ``--source_uri``, ``--lake_uri``, ``--reports_uri``, ``--stack``,
+``--execution_id`` are accepted; any other argument (``--tracking_server_arn``, Glue's own) is ignored.
 
 It calls :func:`jobs.ingest.ingest` with S3 stores for the lake and the reports, so the raw landing,
 GX validation, quarantine, curated splits and Data Docs are exactly those of the local path. Then it
-writes the *result object* — a compact form of ``abalone ingest --json`` (``status``, ``ingest_id``,
+writes the *result object* — a compact form of ``abalone ingest --json``: ``status``, ``ingest_id``,
 ``dataset_version``, ``data_quality``, ``report_html``, ``summary_json``, ``quarantine_uri``,
-``failed_expectations``, the first problems) — to ``--result_uri`` (default
-``<lake>/runs/<execution_id or ingest_id>/ingest_result.json``), where the state machine reads it to
-choose its branch and to find the curated dataset version for training. The object stays small
-(the state machine carries it in its 256 KB state).
+``failed_expectations``, the first problems, and ``channels`` (``train``/``validation``/``test``:
+the S3 prefix ``<lake>/curated/<dataset_version>/`` holding the three splits and ``manifest.json``,
+so the training job also finds its lineage) — to ``<lake>/runs/<run_id>/ingest_result.json``
+(``run_id`` defaults to the ingest id). The state machine reads it to choose its branch and to point
+the training job at the dataset. It stays small: the state machine carries it in its 256 KB state.
 
-Exit: a batch rejected by the data contract is a *successful* job run (the job did its work: the
-batch is quarantined, its report and result written, ``status: rejected``); the state machine routes
-on ``status``. Malformed arguments, an unreadable source or an unreachable bucket raise before
-anything is written, so the Glue run ends ``FAILED`` with one clear line.
+Exit: a batch rejected by the data contract raises :class:`jobs.errors.RejectedError` *after* it is
+quarantined and its report and result (``status: rejected``) are written, so the Glue run ends
+``FAILED`` and the state machine notifies ``DataQualityRejected``. Malformed arguments, an unreadable
+source or an unreachable bucket raise before anything is written (no result object: the state
+machine reports ``ValidationJobFailed``).
 """
 
 from __future__ import annotations
@@ -48,17 +49,17 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobs.errors import StorageError, UsageError
+from jobs.errors import RejectedError, StorageError, UsageError
 
 log = logging.getLogger(__name__)
 
 #: canonical name → accepted argument names (first is what the state machine/component passes).
 ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "source": ("source_uri", "source"),
-    "lake": ("lake_uri", "lake"),
-    "reports": ("reports_uri", "reports"),
-    "env": ("stack", "env"),
-    "run_id": ("execution_id", "run_id"),
+    "source": ("source", "source_uri"),
+    "lake": ("lake", "lake_uri"),
+    "reports": ("reports", "reports_uri"),
+    "env": ("env", "stack"),
+    "run_id": ("run_id", "execution_id"),
     "result_uri": ("result_uri",),
     "max_mb": ("max_mb",),
 }
@@ -69,7 +70,8 @@ MAX_PROBLEMS = 20
 
 
 def default_result_key(run_id: str) -> str:
-    """Where the result goes without ``--result_uri``, relative to the lake root."""
+    """Where the result goes without ``--result_uri``, relative to the lake root (the state
+    machine's ``VALIDATION_RESULT_KEY`` with the lake at the data bucket's root)."""
     return f"runs/{run_id}/ingest_result.json"
 
 
@@ -216,13 +218,14 @@ def compact_result(summary: dict[str, Any], *, run_id: str, env: str) -> dict[st
         "failed_expectations": list(summary.get("failed_expectations") or []),
         "problems": list(summary.get("problems") or [])[:MAX_PROBLEMS],
         "problems_total": len(summary.get("problems") or []),
+        "channels": None,
     }
 
 
 def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
     """Ingest ``args.source`` into the S3 lake; write and return the result object.
 
-    A rejected batch is returned with ``status: rejected`` (quarantined, reported). Raises
+    Raises :class:`RejectedError` for a rejected batch (after quarantining and recording it), and
     ``UsageError``/``SourceError``/``StorageError`` before any write for bad input.
     """
     import boto3
@@ -268,6 +271,9 @@ def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
     summary = outcome.summary
     run_id = args.run_id or summary["ingest_id"]
     result = compact_result(summary, run_id=run_id, env=args.env)
+    if outcome.ok:
+        channel = lake.uri(f"curated/{summary['dataset_version']}") + "/"
+        result["channels"] = {"train": channel, "validation": channel, "test": channel}
     if args.result_uri:
         parent, name = args.result_uri.rsplit("/", 1)
         target, key = open_store(parent, s3_client=client), name
@@ -283,6 +289,12 @@ def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
         summary["report_html"],
         result["result_uri"],
     )
+    if not outcome.ok:
+        first = (summary.get("problems") or ["batch failed the data contract"])[0]
+        raise RejectedError(
+            f"batch {summary['ingest_id']} rejected and quarantined ({summary['quarantine_uri']}): "
+            f"{first}"
+        )
     return result
 
 

@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from jobs.aws import glue_ingest
-from jobs.errors import SourceError, StorageError, UsageError
+from jobs.errors import RejectedError, SourceError, StorageError, UsageError
 from jobs.synthetic import make_abalone, to_csv_bytes
 
 DATA, REPORTS = "abalone-data-test", "abalone-reports-test"
@@ -37,12 +37,11 @@ def keys(client, bucket: str) -> list[str]:
 
 def args(**over: str) -> list[str]:
     values = {
-        "--source_uri": f"s3://{DATA}/raw/batch.csv",
-        "--lake_uri": f"s3://{DATA}/lake",
-        "--reports_uri": f"s3://{REPORTS}",
-        "--stack": "dev",
-        "--execution_id": "exec-0001",
-        "--result_uri": f"s3://{REPORTS}/pipeline/exec-0001/validation.json",
+        "--source": f"s3://{DATA}/raw/batch.csv",
+        "--lake": f"s3://{DATA}/lake",
+        "--reports": f"s3://{REPORTS}",
+        "--env": "dev",
+        "--run_id": "exec-0001",
     }
     values.update({f"--{k}": v for k, v in over.items()})
     argv = ["--JOB_NAME", "abalone-dev-ingest", "--TempDir", "s3://tmp/x"]  # Glue's own, ignored
@@ -70,7 +69,9 @@ def test_accepted_batch_lands_curated_splits_reports_and_result(s3):
     assert any(k.startswith(f"lake/raw/{result['ingest_id']}/") for k in lake)
     assert "raw/batch.csv" in lake  # the uploaded object is left as it was
 
-    recorded = read_json(s3, REPORTS, "pipeline/exec-0001/validation.json")
+    channel = f"s3://{DATA}/lake/curated/{version}/"
+    assert result["channels"] == {"train": channel, "validation": channel, "test": channel}
+    recorded = read_json(s3, DATA, "lake/runs/exec-0001/ingest_result.json")
     assert recorded == result
     assert recorded["run_id"] == "exec-0001" and recorded["problems_total"] >= 0
     assert len(json.dumps(recorded)) < 16_000  # carried in the state machine's 256 KB state
@@ -83,39 +84,48 @@ def test_accepted_batch_lands_curated_splits_reports_and_result(s3):
     assert sum(manifest["rows"].values()) == result["rows_accepted"]
 
 
-def test_rejected_batch_is_quarantined_and_recorded_as_a_successful_run(s3):
+def test_rejected_batch_is_quarantined_recorded_and_fails_the_run(s3):
     frame = make_abalone(200, seed=4)
     frame["sex"] = "X"  # critical: category outside {M, F, I}
     s3.put_object(Bucket=DATA, Key="raw/bad.csv", Body=to_csv_bytes(frame))
-    result = glue_ingest.main(
-        args(source_uri=f"s3://{DATA}/raw/bad.csv", execution_id="exec-bad", result_uri=None),
-        s3_client=s3,
-    )
-    assert result["status"] == "rejected" and result["data_quality"] == "failed"
-    assert result["dataset_version"] is None and result["problems"]
-    assert "sex" in " ".join(result["problems"])
+    with pytest.raises(RejectedError, match="rejected and quarantined") as info:
+        glue_ingest.main(args(source=f"s3://{DATA}/raw/bad.csv", run_id="exec-bad"), s3_client=s3)
+    assert "sex" in str(info.value)
 
     lake = keys(s3, DATA)
     assert not any(k.startswith("lake/curated/") for k in lake)
     batch = [k for k in lake if k.startswith("lake/quarantine/") and k.endswith("batch.json")]
     assert len(batch) == 1
-    # without --result_uri the result goes under the lake's runs/<execution_id>/
-    assert read_json(s3, DATA, "lake/runs/exec-bad/ingest_result.json") == result
+    recorded = read_json(s3, DATA, "lake/runs/exec-bad/ingest_result.json")
+    assert recorded["status"] == "rejected" and recorded["data_quality"] == "failed"
+    assert recorded["dataset_version"] is None and recorded["channels"] is None
+    assert recorded["problems"] and recorded["quarantine_uri"].endswith("batch.json")
+
+
+def test_result_uri_overrides_where_the_result_goes(s3):
+    s3.put_object(Bucket=DATA, Key="raw/batch.csv", Body=to_csv_bytes(make_abalone(120, seed=8)))
+    target = f"s3://{REPORTS}/pipeline/exec-0002/validation.json"
+    result = glue_ingest.main(
+        args(run_id="exec-0002", result_uri=target, source_uri=None), s3_client=s3
+    )
+    assert result["result_uri"] == target
+    assert read_json(s3, REPORTS, "pipeline/exec-0002/validation.json") == result
+    assert not any(k.startswith("lake/runs/") for k in keys(s3, DATA))
 
 
 @pytest.mark.parametrize(
     ("over", "message"),
     [
-        ({"source_uri": None}, "missing job argument.*--source_uri"),
-        ({"lake_uri": None}, "missing job argument.*--lake_uri"),
-        ({"source_uri": "/tmp/local.csv"}, "--source_uri must be an s3:// URI"),
-        ({"source_uri": f"s3://{DATA}"}, "must name an object"),
-        ({"lake_uri": "https://example.invalid/lake"}, "--lake_uri must be an s3:// URI"),
+        ({"source": None}, "missing job argument.*--source"),
+        ({"lake": None}, "missing job argument.*--lake"),
+        ({"source": "/tmp/local.csv"}, "--source must be an s3:// URI"),
+        ({"source": f"s3://{DATA}"}, "must name an object"),
+        ({"lake": "https://example.invalid/lake"}, "--lake must be an s3:// URI"),
         ({"result_uri": f"s3://{REPORTS}/"}, "--result_uri must name an object"),
-        ({"stack": "staging"}, "--stack"),
-        ({"execution_id": "bad id with spaces"}, "--execution_id"),
+        ({"env": "staging"}, "--env"),
+        ({"run_id": "bad id with spaces"}, "--run_id"),
         ({"max_mb": "-3"}, "--max_mb"),
-        ({"source": f"s3://{DATA}/raw/other.csv"}, "conflicting values"),
+        ({"source_uri": f"s3://{DATA}/raw/other.csv"}, "conflicting values"),
     ],
 )
 def test_malformed_arguments_fail_clearly_and_write_nothing(s3, over, message):
@@ -129,12 +139,12 @@ def test_malformed_arguments_fail_clearly_and_write_nothing(s3, over, message):
 
 def test_missing_source_object_and_missing_bucket_fail_before_any_write(s3):
     with pytest.raises(SourceError, match=r"no such object|cannot read"):
-        glue_ingest.main(args(source_uri=f"s3://{DATA}/raw/missing.csv"), s3_client=s3)
+        glue_ingest.main(args(source=f"s3://{DATA}/raw/missing.csv"), s3_client=s3)
     assert keys(s3, DATA) == [] and keys(s3, REPORTS) == []
 
     s3.put_object(Bucket=DATA, Key="raw/batch.csv", Body=to_csv_bytes(make_abalone(50, seed=5)))
     with pytest.raises(StorageError, match="reports bucket 'no-such-reports'"):
-        glue_ingest.main(args(reports_uri="s3://no-such-reports"), s3_client=s3)
+        glue_ingest.main(args(reports="s3://no-such-reports"), s3_client=s3)
     assert keys(s3, DATA) == ["raw/batch.csv"]
 
 
@@ -142,7 +152,7 @@ def test_refuses_to_reingest_a_landed_raw_batch(s3):
     key = "lake/raw/20261126T172508123456Z-1a2b3c/batch.csv"
     s3.put_object(Bucket=DATA, Key=key, Body=to_csv_bytes(make_abalone(50, seed=6)))
     with pytest.raises(UsageError, match="already landed"):
-        glue_ingest.main(args(source_uri=f"s3://{DATA}/{key}"), s3_client=s3)
+        glue_ingest.main(args(source=f"s3://{DATA}/{key}"), s3_client=s3)
     assert keys(s3, DATA) == [key]
 
 
