@@ -1,0 +1,245 @@
+"""The promotion gate (DESIGN §6): a pure function of its inputs, returning a decision with every reason.
+
+Rules, in order (each contributes one reason, passed or failed):
+
+1. the dataset the candidate trained on passed data quality;
+2. the candidate's test RMSE is ≤ the stack's ceiling;
+3. there is no champion, or the candidate is not worse than the champion re-scored on the same test
+   rows by more than the stack's tolerance: the paired-bootstrap mean of
+   ``rmse(candidate) - rmse(champion)`` must be ≤ ``champion_tolerance`` (the 95% interval and the
+   probability that the candidate is worse are recorded, not used as the criterion);
+4. the system test passed;
+5. when the stack requires approval: the version carries ``approval=approved`` and ``approved_by``.
+
+Decision: ``reject`` if any of rules 1-4 fails or the version was explicitly not approved
+(``approval`` set to anything other than ``approved``); ``awaiting_approval`` if rules 1-4 pass and
+the required approval is missing; ``promote`` otherwise.
+
+No I/O here: :mod:`jobs.registry` gathers the inputs and writes :meth:`GateDecision.to_tags`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from jobs.settings import StackPolicy
+
+Decision = Literal["promote", "reject", "awaiting_approval"]
+MAX_TAG_CHARS = 5000
+
+
+class SystemTestLike(Protocol):
+    """What the gate needs from a system-test result (``jobs.systemtest.SystemTestResult`` or the
+    interim one): whether it passed and why. Optional figures: ``rmse``, ``p50_ms``, ``p99_ms``."""
+
+    passed: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    """The current champion re-scored on the candidate's test rows, with the paired bootstrap of
+    ``rmse(candidate) - rmse(champion)`` (positive = candidate worse)."""
+
+    champion_version: str
+    champion_rmse: float
+    candidate_rmse: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_worse: float
+    n_rows: int = 0
+
+    @classmethod
+    def from_bootstrap(
+        cls,
+        champion_version: str,
+        champion_rmse: float,
+        candidate_rmse: float,
+        bootstrap: dict[str, float],
+        n_rows: int = 0,
+    ) -> ChampionComparison:
+        return cls(
+            champion_version=str(champion_version),
+            champion_rmse=float(champion_rmse),
+            candidate_rmse=float(candidate_rmse),
+            mean_diff=float(bootstrap["mean_diff"]),
+            ci_low=float(bootstrap["ci_low"]),
+            ci_high=float(bootstrap["ci_high"]),
+            p_worse=float(bootstrap["p_worse"]),
+            n_rows=int(n_rows),
+        )
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Everything the gate looks at. ``champion`` is ``None`` when there is no champion (or the
+    candidate already is the champion); ``system_test`` is ``None`` when it was not run."""
+
+    candidate_version: str
+    candidate_test_rmse: float
+    data_quality: str
+    policy: StackPolicy
+    champion: ChampionComparison | None = None
+    system_test: SystemTestLike | None = None
+    approval: str | None = None
+    approved_by: str | None = None
+    env: str = "dev"
+    evaluated_at: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
+    )
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    decision: Decision
+    rules: tuple[RuleResult, ...]
+    inputs: GateInputs
+
+    @property
+    def passed(self) -> bool:
+        return self.decision == "promote"
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{'PASS' if r.passed else 'FAIL'} {r.rule}: {r.reason}" for r in self.rules]
+
+    def to_tags(self) -> dict[str, str]:
+        """Model-version tags; every key is always written so a re-evaluation replaces stale figures."""
+        inp = self.inputs
+        champ = inp.champion
+        st = inp.system_test
+        reasons = "\n".join(self.reasons)
+        if len(reasons) > MAX_TAG_CHARS:
+            reasons = reasons[: MAX_TAG_CHARS - 1] + "…"
+        tags = {
+            "gate.decision": self.decision,
+            "gate.reasons": reasons,
+            "gate.evaluated_at": inp.evaluated_at,
+            "gate.env": inp.env,
+            "gate.candidate_rmse": _fmt(inp.candidate_test_rmse),
+            "gate.rmse_ceiling": _fmt(inp.policy.rmse_ceiling),
+            "gate.data_quality": inp.data_quality,
+            "gate.champion_version": champ.champion_version if champ else "none",
+            "gate.champion_rmse": _fmt(champ.champion_rmse) if champ else "none",
+            "gate.rmse_diff": _fmt(champ.mean_diff) if champ else "none",
+            "gate.rmse_diff_ci": f"[{_fmt(champ.ci_low)}, {_fmt(champ.ci_high)}]"
+            if champ
+            else "none",
+            "gate.p_worse": _fmt(champ.p_worse, 3) if champ else "none",
+            "gate.champion_tolerance": _fmt(inp.policy.champion_tolerance),
+            "gate.system_test": "none" if st is None else ("passed" if st.passed else "failed"),
+            "gate.system_test_rmse": _fmt(getattr(st, "rmse", None)),
+            "gate.approval_required": str(inp.policy.require_approval).lower(),
+        }
+        for rule in self.rules:
+            tags[f"gate.rule.{rule.rule}"] = "passed" if rule.passed else "failed"
+        return tags
+
+    def to_dict(self) -> dict[str, Any]:
+        champ = self.inputs.champion
+        return {
+            "decision": self.decision,
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "candidate_version": self.inputs.candidate_version,
+            "champion_version": champ.champion_version if champ else None,
+            "figures": {
+                "candidate_rmse": self.inputs.candidate_test_rmse,
+                "rmse_ceiling": self.inputs.policy.rmse_ceiling,
+                "champion_rmse": champ.champion_rmse if champ else None,
+                "rmse_diff": champ.mean_diff if champ else None,
+                "rmse_diff_ci": [champ.ci_low, champ.ci_high] if champ else None,
+                "p_worse": champ.p_worse if champ else None,
+            },
+            "evaluated_at": self.inputs.evaluated_at,
+        }
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "none"
+    value = float(value)
+    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _rule_data_quality(inp: GateInputs) -> RuleResult:
+    ok = inp.data_quality == "passed"
+    why = "dataset passed data quality" if ok else f"dataset data quality is {inp.data_quality!r}"
+    return RuleResult("data_quality", ok, why)
+
+
+def _rule_ceiling(inp: GateInputs) -> RuleResult:
+    rmse, ceiling = inp.candidate_test_rmse, inp.policy.rmse_ceiling
+    ok = math.isfinite(rmse) and rmse <= ceiling
+    op = "≤" if ok else ">"
+    return RuleResult(
+        "rmse_ceiling", ok, f"test rmse {rmse:.4f} {op} ceiling {ceiling:.2f} ({inp.env})"
+    )
+
+
+def _rule_champion(inp: GateInputs) -> RuleResult:
+    champ, tol = inp.champion, inp.policy.champion_tolerance
+    if champ is None:
+        return RuleResult("champion", True, "no champion to compare with")
+    ok = math.isfinite(champ.mean_diff) and champ.mean_diff <= tol
+    op = "≤" if ok else ">"
+    return RuleResult(
+        "champion",
+        ok,
+        f"vs champion v{champ.champion_version} on the same {champ.n_rows} test rows: "
+        f"rmse {champ.candidate_rmse:.4f} vs {champ.champion_rmse:.4f}, paired bootstrap diff "
+        f"{champ.mean_diff:+.4f} (95% CI {champ.ci_low:+.4f}..{champ.ci_high:+.4f}, "
+        f"P(worse) {champ.p_worse:.2f}) {op} tolerance {tol:.2f}",
+    )
+
+
+def _rule_system_test(inp: GateInputs) -> RuleResult:
+    st = inp.system_test
+    if st is None:
+        return RuleResult("system_test", False, "system test was not run")
+    detail = "; ".join(st.reasons) if st.reasons else ""
+    verdict = "system test passed" if st.passed else "system test failed"
+    return RuleResult("system_test", bool(st.passed), f"{verdict}{': ' + detail if detail else ''}")
+
+
+def _rule_approval(inp: GateInputs) -> RuleResult:
+    if not inp.policy.require_approval:
+        return RuleResult("approval", True, f"approval not required on {inp.env}")
+    if inp.approval == "approved" and (inp.approved_by or "").strip():
+        return RuleResult("approval", True, f"approved by {inp.approved_by}")
+    if inp.approval == "approved":
+        return RuleResult("approval", False, "approval=approved but approved_by is missing")
+    if inp.approval:
+        return RuleResult("approval", False, f"approval is {inp.approval!r}, not 'approved'")
+    return RuleResult("approval", False, f"approval required on {inp.env} and not yet given")
+
+
+def decide(inputs: GateInputs) -> GateDecision:
+    """Apply rules 1-5 to ``inputs``; pure (no clock, no I/O: ``evaluated_at`` comes with the inputs)."""
+    rules = (
+        _rule_data_quality(inputs),
+        _rule_ceiling(inputs),
+        _rule_champion(inputs),
+        _rule_system_test(inputs),
+        _rule_approval(inputs),
+    )
+    core_ok = all(r.passed for r in rules[:4])
+    approval = rules[4]
+    if not core_ok or (not approval.passed and inputs.approval not in (None, "", "approved")):
+        decision: Decision = "reject"
+    elif not approval.passed:
+        decision = "awaiting_approval"
+    else:
+        decision = "promote"
+    return GateDecision(decision=decision, rules=rules, inputs=inputs)
