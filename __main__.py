@@ -1,0 +1,24 @@
+"""Pulumi entry point: read the stack config once, build one ``AbaloneMlops``, export outputs.
+
+Everything else lives in ``components/`` (see ``components/abalone_mlops.py``).
+"""
+
+import pulumi
+
+from components.abalone_mlops import build
+from components.config import StackConfig, load_stack_config
+from components.packaging import check_deploy_inputs, program_assets
+
+
+def read_config() -> StackConfig:
+    project = pulumi.Config()
+    values = {
+        key: value for key in StackConfig.config_keys() if (value := project.get(key)) is not None
+    }
+    region = pulumi.Config("aws").get("region")
+    return load_stack_config(pulumi.get_stack(), region, values)
+
+
+config = read_config()
+check_deploy_inputs(config.seed_model_path)
+build(config, program_assets(config.seed_model_path))

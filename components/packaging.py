@@ -1,0 +1,165 @@
+"""Locate and package the code that runs on AWS (``jobs/`` + ``validation/``).
+
+The components import nothing from ``jobs/`` at run time; this module only finds files to upload:
+
+- :func:`code_archive` — a Pulumi ``AssetArchive`` of the ``jobs`` and ``validation`` packages
+  (explicit file list: no ``__pycache__``, stable across runs). Pulumi zips it: the Glue job gets it
+  with ``--extra-py-files`` and the Lambda functions use it as their code.
+- :func:`build_sourcedir` — the SageMaker script-mode ``sourcedir.tar.gz`` (SageMaker needs a
+  gzipped tar, which Pulumi archives are not): both packages plus the top-level shims ``train.py``
+  (runs ``python -m jobs.train``) and ``inference.py`` (re-exports ``jobs.inference``'s handler
+  functions) and a ``requirements.txt`` the scikit-learn container installs. Byte-for-byte
+  reproducible (sorted entries, zero mtimes), so an unchanged tree never causes a diff.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("jobs", "validation")
+#: The files the AWS stack runs; packaging fails naming any that is missing.
+ENTRY_POINTS = (
+    "jobs/aws/glue_ingest.py",
+    "jobs/aws/handlers.py",
+    "jobs/train.py",
+    "jobs/inference.py",
+    "validation/__init__.py",
+    "validation/suite.py",
+)
+GLUE_SCRIPT = "jobs/aws/glue_ingest.py"
+_SUFFIXES = {".py", ".json", ".yml", ".yaml", ".txt", ".html", ".j2", ".csv"}
+#: What the scikit-learn framework container installs before running train.py / inference.py.
+CONTAINER_REQUIREMENTS = (
+    "mlflow-skinny>=3.1,<4\nsagemaker-mlflow>=0.1\npydantic>=2.7\npydantic-settings>=2.3\n"
+)
+TRAIN_SHIM = (
+    '"""SageMaker script-mode entry: run ``python -m jobs.train`` with the same argv."""\n'
+    "import runpy\n\n"
+    'runpy.run_module("jobs.train", run_name="__main__", alter_sys=True)\n'
+)
+INFERENCE_SHIM = (
+    '"""SageMaker serving entry: the handler functions of ``jobs.inference``."""\n'
+    "from jobs.inference import input_fn, model_fn, output_fn, predict_fn\n\n"
+    '__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]\n'
+)
+
+
+class PackagingError(FileNotFoundError):
+    """A file the AWS stack runs is missing from the working tree."""
+
+
+def check_entry_points(root: Path = REPO_ROOT) -> None:
+    missing = [rel for rel in ENTRY_POINTS if not (root / rel).is_file()]
+    if missing:
+        raise PackagingError(f"missing entry point(s) to package: {', '.join(missing)}")
+
+
+def package_files(root: Path = REPO_ROOT) -> list[str]:
+    """Relative paths (posix) of every packaged file of ``jobs/`` and ``validation/``, sorted."""
+    check_entry_points(root)
+    files: list[str] = []
+    for package in PACKAGES:
+        for path in (root / package).rglob("*"):
+            if "__pycache__" in path.parts or not path.is_file():
+                continue
+            if path.suffix in _SUFFIXES:
+                files.append(path.relative_to(root).as_posix())
+    return sorted(files)
+
+
+def code_archive(root: Path = REPO_ROOT):
+    """The ``jobs`` + ``validation`` packages as a Pulumi ``AssetArchive`` (zip on upload)."""
+    import pulumi
+
+    return pulumi.AssetArchive(
+        {rel: pulumi.FileAsset(str(root / rel)) for rel in package_files(root)}
+    )
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def sourcedir_members(root: Path = REPO_ROOT) -> Iterable[tuple[str, bytes]]:
+    for rel in package_files(root):
+        yield rel, (root / rel).read_bytes()
+    yield "train.py", TRAIN_SHIM.encode()
+    yield "inference.py", INFERENCE_SHIM.encode()
+    yield "requirements.txt", CONTAINER_REQUIREMENTS.encode()
+
+
+def build_sourcedir(out_dir: Path, root: Path = REPO_ROOT) -> Path:
+    """Write ``sourcedir.tar.gz`` into ``out_dir`` (reproducibly) and return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(sourcedir_members(root)):
+            _add(tar, name, data)
+    target = out_dir / "sourcedir.tar.gz"
+    with (
+        target.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+    ):
+        gz.write(buffer.getvalue())
+    return target
+
+
+LAYER_DIR = Path("build/lambda-layer")
+
+
+class ProgramAssets:
+    """The files a deployment uploads, as Pulumi assets/archives (built once per program run)."""
+
+    def __init__(
+        self,
+        *,
+        code: object,
+        sourcedir: object,
+        glue_script: object,
+        seed_model: object,
+        lambda_dependencies: object,
+    ) -> None:
+        self.code = code
+        self.sourcedir = sourcedir
+        self.glue_script = glue_script
+        self.seed_model = seed_model
+        self.lambda_dependencies = lambda_dependencies
+
+
+def program_assets(
+    seed_model_path: str, *, root: Path = REPO_ROOT, build_dir: Path | None = None
+) -> ProgramAssets:
+    """Package the code (writes ``build/sourcedir.tar.gz``) and point at the other inputs."""
+    import pulumi
+
+    build_dir = build_dir or root / "build"
+    return ProgramAssets(
+        code=code_archive(root),
+        sourcedir=pulumi.FileAsset(str(build_sourcedir(build_dir, root))),
+        glue_script=pulumi.FileAsset(str(root / GLUE_SCRIPT)),
+        seed_model=pulumi.FileAsset(str(root / seed_model_path)),
+        lambda_dependencies=pulumi.FileArchive(str(root / LAYER_DIR)),
+    )
+
+
+def check_deploy_inputs(seed_model_path: str, root: Path = REPO_ROOT) -> None:
+    """Before a real ``pulumi up``: the seed model and the Lambda layer directory must exist."""
+    problems = []
+    if not (root / seed_model_path).is_file():
+        problems.append(
+            f"seed model {seed_model_path} (a model.tar.gz of a jobs/train.py model dir)"
+        )
+    if not (root / LAYER_DIR / "python").is_dir():
+        problems.append(f"{LAYER_DIR}/python (pip install -r components/lambda-requirements.txt …)")
+    if problems:
+        raise PackagingError("missing deploy input(s): " + "; ".join(problems))
