@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import html
 import io
 import json
 import logging
+import os
 import re
 import tempfile
 from collections import Counter
@@ -469,12 +471,30 @@ def _parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     raise UsageError(f"--reference {uri!r}: use models:/<name>@<alias> or models:/<name>/<version>")
 
 
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a tqdm bar per artifact download; one small JSON file does not need one."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
 def _download_profile(tracking_uri: str, run_id: str, what: str) -> dict[str, Any]:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     last: Exception | None = None
-    with tempfile.TemporaryDirectory(prefix="abalone-profile-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="abalone-profile-") as tmp,
+        _no_progress_bar(),
+    ):
         for artifact in PROFILE_ARTIFACTS:
             try:
                 local = mlflow.artifacts.download_artifacts(
