@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never cut paths or messages
 out = Console()
 
 EnvOption = Annotated[str, typer.Option("--env", help="Stack whose thresholds apply: dev or prd.")]
@@ -108,14 +108,30 @@ class _Steps:
             console.print(f"[green]✓[/] {self._last}", highlight=False)
 
 
-def _summary_table():
-    """Two-column key/value table whose values wrap instead of being cut (paths must stay whole)."""
-    from rich.table import Table
+class _KeyValues:
+    """Key/value summary lines that are never wrapped or cut (paths must stay copy-pasteable)."""
 
-    table = Table(show_header=False, box=None, padding=(0, 1))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    return table
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    def add_row(self, key: str, value: str) -> None:
+        self.rows.append((key, value))
+
+    def __rich__(self):
+        from rich.text import Text
+
+        width = max((len(k) for k, _ in self.rows), default=0)
+        text = Text(no_wrap=True, overflow="ignore")
+        for i, (key, value) in enumerate(self.rows):
+            text.append(f"{key:<{width}}  ", style="bold")
+            text.append_text(Text.from_markup(value))
+            if i < len(self.rows) - 1:
+                text.append("\n")
+        return text
+
+
+def _summary_table() -> _KeyValues:
+    return _KeyValues()
 
 
 def print_ingest_summary(summary: dict) -> None:
@@ -164,6 +180,7 @@ def ingest(
     Exit codes: 0 accepted, 1 rejected by validation, 2 source/usage error.
     """
     from jobs.ingest import ingest as run_ingest
+    from jobs.ingest import rejection_reason
     from jobs.settings import UCI_ABALONE_URL, FetchLimits, load_settings
 
     overrides = {}
@@ -182,7 +199,7 @@ def ingest(
     else:
         print_ingest_summary(summary)
     if not result.ok:
-        first = (summary.get("problems") or ["batch failed the data contract"])[0]
+        first = rejection_reason(summary)
         console.print(f"[bold red]rejected:[/] {first}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 

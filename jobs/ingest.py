@@ -193,6 +193,16 @@ def ingest(
     return IngestResult(summary=summary, accepted=result.accepted if version else None)
 
 
+def rejection_reason(summary: dict[str, Any]) -> str:
+    """One line naming why a batch was rejected: the deciding problem, and the first offending row
+    when the deciding problem is a summary (e.g. too many warning rows)."""
+    problems = summary.get("problems") or ["batch failed the data contract"]
+    first = problems[0]
+    if not first.startswith("row ") and len(problems) > 1 and problems[1].startswith("row "):
+        return f"{first}; first: {problems[1]}"
+    return first
+
+
 def latest_dataset(settings: Settings, lake: Store | None = None) -> str:
     """The dataset version of the most recent accepted ingest."""
     lake = lake or open_store(settings.lake)
