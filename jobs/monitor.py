@@ -23,7 +23,9 @@ of:
 
   ``encoding`` is ``CSV``, ``JSON`` or ``BASE64`` (then ``observedContentType`` says what the decoded
   bytes are). Request bodies are parsed by :func:`jobs.inference.parse_request`, the very parser the
-  endpoint ran, so every format the endpoint accepts is read the same way here.
+  endpoint ran, so every format the endpoint accepts is read the same way here. Predicted rings
+  come from the JSON answer (``predictions``; its ``model_version`` when present) or the first CSV
+  column; a record whose answer cannot be read keeps its inputs and contributes no predictions.
 
 A line that cannot be read is skipped and counted (never fatal); ``--since`` keeps records at or
 after a time (and skips whole hourly files that end before it).
@@ -165,11 +167,17 @@ def _rows(inputs: Any) -> list[dict[str, Any]]:
     rows = []
     for item in inputs:
         if isinstance(item, Mapping):
-            rows.append({name: item.get(name) for name in FEATURES})
+            row = {name: item.get(name) for name in FEATURES}
         elif isinstance(item, list) and len(item) in (len(FEATURES), len(FEATURES) + 1):
-            rows.append(dict(zip(FEATURES, item[: len(FEATURES)], strict=True)))
+            row = dict(zip(FEATURES, item[: len(FEATURES)], strict=True))
         else:
             raise RecordError("each input must be a record or a list in canonical order")
+        for name, value in row.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, str | int | float)
+            ):
+                raise RecordError(f"input {name}={value!r} is not a scalar value")
+        rows.append(row)
     return rows
 
 
@@ -225,12 +233,15 @@ def _payload(part: Any, what: str) -> tuple[str, str]:
     return data, kind
 
 
-def _output_rings(text: str, kind: str) -> list[float]:
+def _output_rings(text: str, kind: str) -> tuple[list[float], str | None]:
+    """Predicted rings (and the model version our JSON answers carry) from a response body."""
     if kind == "application/json" or (not kind and text.lstrip()[:1] in "{["):
         try:
-            return _rings(json.loads(text))
+            body = json.loads(text)
         except json.JSONDecodeError as err:
             raise RecordError("endpointOutput is not valid JSON") from err
+        version = body.get("model_version") if isinstance(body, Mapping) else None
+        return _rings(body), None if version is None else str(version)
     rings = []
     for line in text.strip().splitlines():
         if not line.strip():
@@ -239,10 +250,11 @@ def _output_rings(text: str, kind: str) -> list[float]:
             rings.append(float(line.split(",", 1)[0]))
         except ValueError as err:
             raise RecordError(f"endpointOutput CSV value {line[:40]!r} is not a number") from err
-    return rings
+    return rings, None
 
 
 def parse_sagemaker_record(obj: Mapping[str, Any]) -> CaptureRecord:
+    """A SageMaker data-capture line; the input must parse, a bad output only drops predictions."""
     from jobs.inference import InvalidInput, parse_request
 
     capture = obj.get("captureData")
@@ -254,21 +266,18 @@ def parse_sagemaker_record(obj: Mapping[str, Any]) -> CaptureRecord:
     except InvalidInput as err:
         raise RecordError(f"endpointInput not readable: {err}") from err
     rows = parsed.records()
-    predictions = None
+    predictions, version = None, None
     if capture.get("endpointOutput") is not None:
-        out_text, out_kind = _payload(capture["endpointOutput"], "endpointOutput")
         try:
-            predictions = _output_rings(out_text, out_kind)
+            predictions, version = _output_rings(
+                *_payload(capture["endpointOutput"], "endpointOutput")
+            )
         except RecordError as err:
             log.debug("capture output ignored: %s", err)
-            predictions = None
         if predictions is not None and len(predictions) != len(rows):
             predictions = None
-    meta = obj.get("eventMetadata") if isinstance(obj.get("eventMetadata"), Mapping) else {}
-    version = None
-    custom = meta.get("customAttributes") if isinstance(meta, Mapping) else None
-    if isinstance(custom, str) and custom.startswith("model_version="):
-        version = custom.split("=", 1)[1]
+    meta = obj.get("eventMetadata")
+    meta = meta if isinstance(meta, Mapping) else {}
     return CaptureRecord(
         timestamp=_timestamp(meta.get("inferenceTime")),
         model_version=version,
@@ -358,10 +367,11 @@ def _open_capture(source: str, s3_client: Any = None) -> tuple[Store, list[str]]
     return store, [k for k in store.list() if k.endswith(".jsonl")]
 
 
-def _lines(data: bytes) -> Iterator[bytes]:
-    for line in data.splitlines():
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based line numbers."""
+    for number, line in enumerate(data.splitlines(), start=1):
         if line.strip():
-            yield line
+            yield number, line
 
 
 def read_capture(
@@ -391,7 +401,7 @@ def read_capture(
     versions: Counter[str] = Counter()
     for key in keys:
         batch.files += 1
-        for number, line in enumerate(_lines(store.get_bytes(key)), start=1):
+        for number, line in _lines(store.get_bytes(key)):
             try:
                 record = parse_line(line)
             except RecordError as err:

@@ -213,6 +213,7 @@ def test_sagemaker_sample_is_read_correctly(tmp_path):
     )
     assert batch.predictions.tolist() == [9.5, 7.25, 10.5, 6.0, 8.0]
     assert batch.formats == {"sagemaker": 4}
+    assert batch.model_versions == {"3": 1}  # from the JSON answer of the second record
     assert batch.first == datetime(2026, 11, 26, 17, 5, 1, tzinfo=UTC)
     assert batch.last == datetime(2026, 11, 26, 17, 8, tzinfo=UTC)
 
@@ -229,6 +230,12 @@ def test_own_capture_record_is_read_exactly(tmp_path, model):
     assert record.timestamp == NOW - timedelta(minutes=5)
     batch = read_capture(tmp_path / "capture")
     assert batch.rows == 12 and batch.records == 3 and batch.skipped == 0
+    with files[0].open("a") as fh:  # a torn write and a record with a nested value
+        fh.write('{"timestamp": "2026-11-26T17:29:00Z", "inputs": [{"sex": {"x": 1}}]}\n')
+        fh.write('{"timestamp": "2026-11-26T17:29:0')
+    damaged = read_capture(tmp_path / "capture")
+    assert damaged.rows == 12 and damaged.skipped == 2
+    assert damaged.skipped_examples[0].startswith("2026/11/26/17.jsonl:4: ")
     np.testing.assert_allclose(
         batch.features[list(NUMERIC_FEATURES)].to_numpy(), frame[list(NUMERIC_FEATURES)]
     )
@@ -315,8 +322,15 @@ def test_too_few_rows_claims_no_drift(tmp_path, model, profile_path):
     frame = make_abalone(20, seed=33)
     frame[WEIGHTS] = frame[WEIGHTS] * 3
     write_own_capture(home / "capture", model, frame, NOW - timedelta(minutes=3))
-    result = monitor(_settings(home), reference=str(profile_path), run_validation=False, now=NOW)
+    result = monitor(
+        _settings(home),
+        reference=str(profile_path),
+        run_validation=False,
+        retrain_on_drift=True,
+        now=NOW,
+    )
     assert result.summary["status"] == "insufficient_data"
+    assert result.summary["retrain"]["skipped"] == "not needed (insufficient_data)"
     assert not result.drifting and result.summary["drifting_features"] == []
     assert "not enough data" in result.summary["message"]
     assert "Not enough data" in Path(result.report_html).read_text()
