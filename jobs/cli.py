@@ -34,9 +34,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary o
 def _quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mlflow.tracking.request_header.registry", "great_expectations", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
