@@ -5,9 +5,9 @@ Rules, in order (each contributes one reason, passed or failed):
 1. the dataset the candidate trained on passed data quality;
 2. the candidate's test RMSE is ≤ the stack's ceiling;
 3. there is no champion, or the candidate is not worse than the champion re-scored on the same test
-   rows by more than the stack's tolerance: the paired-bootstrap mean of
-   ``rmse(candidate) - rmse(champion)`` must be ≤ ``champion_tolerance`` (the 95% interval and the
-   probability that the candidate is worse are recorded, not used as the criterion);
+   rows by more than the stack's tolerance: the observed ``rmse(candidate) - rmse(champion)`` on
+   those rows must be ≤ ``champion_tolerance``; the paired bootstrap of that difference (95%
+   interval, mean, probability that the candidate is worse) is recorded with it;
 4. the system test passed;
 5. when the stack requires approval: the version carries ``approval=approved`` and ``approved_by``.
 
@@ -42,16 +42,19 @@ class SystemTestLike(Protocol):
 @dataclass(frozen=True)
 class ChampionComparison:
     """The current champion re-scored on the candidate's test rows, with the paired bootstrap of
-    ``rmse(candidate) - rmse(champion)`` (positive = candidate worse)."""
+    ``rmse(candidate) - rmse(champion)`` (positive = candidate worse). ``rmse_diff`` is the observed
+    difference on all rows (the criterion); ``boot_mean_diff``, ``ci_low``/``ci_high`` (95%) and
+    ``p_worse`` come from the bootstrap replicates and are recorded."""
 
     champion_version: str
     champion_rmse: float
     candidate_rmse: float
-    mean_diff: float
+    rmse_diff: float
     ci_low: float
     ci_high: float
     p_worse: float
     n_rows: int = 0
+    boot_mean_diff: float | None = None
 
     @classmethod
     def from_bootstrap(
@@ -62,15 +65,20 @@ class ChampionComparison:
         bootstrap: dict[str, float],
         n_rows: int = 0,
     ) -> ChampionComparison:
+        """From ``jobs.evaluate.paired_bootstrap_rmse_diff`` output (``diff``, ``diff_mean``,
+        ``ci_low``, ``ci_high``, ``p_worse``; ``mean_diff`` is accepted for ``diff_mean``)."""
+        boot_mean = bootstrap.get("diff_mean", bootstrap.get("mean_diff"))
+        observed = bootstrap.get("diff", float(candidate_rmse) - float(champion_rmse))
         return cls(
             champion_version=str(champion_version),
-            champion_rmse=float(champion_rmse),
-            candidate_rmse=float(candidate_rmse),
-            mean_diff=float(bootstrap["mean_diff"]),
+            champion_rmse=float(bootstrap.get("rmse_champion", champion_rmse)),
+            candidate_rmse=float(bootstrap.get("rmse_candidate", candidate_rmse)),
+            rmse_diff=float(observed),
             ci_low=float(bootstrap["ci_low"]),
             ci_high=float(bootstrap["ci_high"]),
             p_worse=float(bootstrap["p_worse"]),
             n_rows=int(n_rows),
+            boot_mean_diff=None if boot_mean is None else float(boot_mean),
         )
 
 
@@ -132,7 +140,8 @@ class GateDecision:
             "gate.data_quality": inp.data_quality,
             "gate.champion_version": champ.champion_version if champ else "none",
             "gate.champion_rmse": _fmt(champ.champion_rmse) if champ else "none",
-            "gate.rmse_diff": _fmt(champ.mean_diff) if champ else "none",
+            "gate.rmse_diff": _fmt(champ.rmse_diff) if champ else "none",
+            "gate.rmse_diff_boot_mean": _fmt(champ.boot_mean_diff) if champ else "none",
             "gate.rmse_diff_ci": f"[{_fmt(champ.ci_low)}, {_fmt(champ.ci_high)}]"
             if champ
             else "none",
@@ -158,7 +167,7 @@ class GateDecision:
                 "candidate_rmse": self.inputs.candidate_test_rmse,
                 "rmse_ceiling": self.inputs.policy.rmse_ceiling,
                 "champion_rmse": champ.champion_rmse if champ else None,
-                "rmse_diff": champ.mean_diff if champ else None,
+                "rmse_diff": champ.rmse_diff if champ else None,
                 "rmse_diff_ci": [champ.ci_low, champ.ci_high] if champ else None,
                 "p_worse": champ.p_worse if champ else None,
             },
@@ -192,15 +201,15 @@ def _rule_champion(inp: GateInputs) -> RuleResult:
     champ, tol = inp.champion, inp.policy.champion_tolerance
     if champ is None:
         return RuleResult("champion", True, "no champion to compare with")
-    ok = math.isfinite(champ.mean_diff) and champ.mean_diff <= tol
+    ok = math.isfinite(champ.rmse_diff) and champ.rmse_diff <= tol
     op = "≤" if ok else ">"
     return RuleResult(
         "champion",
         ok,
         f"vs champion v{champ.champion_version} on the same {champ.n_rows} test rows: "
-        f"rmse {champ.candidate_rmse:.4f} vs {champ.champion_rmse:.4f}, paired bootstrap diff "
-        f"{champ.mean_diff:+.4f} (95% CI {champ.ci_low:+.4f}..{champ.ci_high:+.4f}, "
-        f"P(worse) {champ.p_worse:.2f}) {op} tolerance {tol:.2f}",
+        f"rmse {champ.candidate_rmse:.4f} vs {champ.champion_rmse:.4f}, diff "
+        f"{champ.rmse_diff:+.4f} {op} tolerance {tol:.2f} (paired bootstrap 95% CI "
+        f"{champ.ci_low:+.4f}..{champ.ci_high:+.4f}, P(worse) {champ.p_worse:.2f})",
     )
 
 

@@ -187,6 +187,8 @@ class Registry:
         """Create a new version from a logged model and wait until it is READY; returns the version."""
         from mlflow.exceptions import MlflowException
 
+        if model_id is None and model_uri.startswith("models:/m-"):  # a logged model's URI
+            model_id = model_uri.removeprefix("models:/")
         try:
             self.client.create_registered_model(self.name)
         except MlflowException as err:

@@ -322,6 +322,7 @@ def train(
     started = time.perf_counter()
     settings = settings or load_settings(os.environ.get("ABALONE_ENV", "dev"))  # type: ignore[arg-type]
     params = {**DEFAULT_PARAMS, **coerce_params(dict(params or {}))}
+    build_model(params)  # validates values and ranges (UsageError) before anything is logged
     frames = {split: read_split(channels, split) for split in SPLITS}
     check_tracking(settings.tracking_uri)  # before any MLflow or model work: fail fast
     lineage = lineage or resolve_lineage(channels)

@@ -25,7 +25,8 @@ def champion(mean_diff: float, version: str = "3") -> ChampionComparison:
         champion_rmse=2.10,
         candidate_rmse=2.10 + mean_diff,
         bootstrap={
-            "mean_diff": mean_diff,
+            "diff": mean_diff,
+            "diff_mean": mean_diff + 0.001,
             "ci_low": mean_diff - 0.03,
             "ci_high": mean_diff + 0.03,
             "p_worse": 0.9 if mean_diff > 0 else 0.2,
@@ -105,11 +106,12 @@ def test_rule3_within_tolerance_passes_and_records_bootstrap():
     d = decide(good(champion=champion(0.04)))  # dev tolerance 0.05
     r = rule(d, "champion")
     assert r.passed and d.decision == "promote"
-    assert "v3" in r.reason and "+0.0400" in r.reason and "95% CI" in r.reason
+    assert "v3" in r.reason and "diff +0.0400 ≤ tolerance 0.05" in r.reason and "95% CI" in r.reason
     tags = d.to_tags()
     assert tags["gate.champion_version"] == "3"
     assert tags["gate.rmse_diff"] == "0.0400"
     assert tags["gate.rmse_diff_ci"] == "[0.0100, 0.0700]"
+    assert tags["gate.rmse_diff_boot_mean"] == "0.0410"
 
 
 def test_rule3_worse_than_champion_beyond_tolerance_rejects():
