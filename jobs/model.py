@@ -1,6 +1,46 @@
 """The model (DESIGN §5): one scikit-learn Pipeline taking raw canonical rows.
 
-WORK IN PROGRESS (issue 3).
+``build_model(params)`` returns an unfitted ``Pipeline``:
+
+1. ``features`` — ``AbaloneFeatures``: takes a DataFrame holding the ``FEATURES`` columns (by
+   name; order and extra columns such as ``rings`` do not matter), one-hot encodes ``sex``
+   (``F``/``I``/``M``, case and surrounding blanks ignored) and applies ``numeric_transform`` to the
+   seven measurements. Unknown sex, missing columns, non-numeric or non-finite values raise
+   ``ModelInputError`` (a ``RejectedError`` and ``ValueError``) naming the problem: the model never
+   guesses on rows it was not trained for.
+2. ``scale`` — ``StandardScaler`` over all ten columns.
+3. ``regressor`` — a ``VotingRegressor`` averaging an RBF ``SVR`` and ``mlp_count`` small
+   ``MLPRegressor`` networks (weights ``svr_weight`` / ``1 - svr_weight``), wrapped in a
+   ``TransformedTargetRegressor`` whose inverse clips predictions to ``[clip_min, clip_max]`` rings.
+
+Everything is plain scikit-learn (runs in the SageMaker scikit-learn container), single-threaded,
+deterministic for a given ``seed``, and pickles with pickle/joblib/cloudpickle. Unpickling needs
+``jobs.model`` importable (the featurizer class lives here): ship the ``jobs`` package with the
+artifact (SageMaker ``source_dir``; MLflow ``code_paths``).
+
+Hyperparameters (``DEFAULT_PARAMS``; ``PARAM_TYPES`` gives each type, ``parse_params`` converts the
+strings of ``python -m jobs.train --svr_C 10 ...`` and rejects unknown names/bad values with
+``UsageError``):
+
+=====================  ======  ==============================================================
+name                   type    meaning
+=====================  ======  ==============================================================
+``numeric_transform``  str     ``cbrt`` (cube root: weights become length-like), ``log``, ``none``
+``estimators``         str     comma list from ``svr``, ``mlp`` (one alone → no voting)
+``svr_C``              float   SVR regularisation (> 0)
+``svr_gamma``          float   RBF width on the scaled features (> 0)
+``svr_epsilon``        float   SVR insensitive-tube half width, in rings (>= 0)
+``mlp_hidden``         str     hidden layer sizes, e.g. ``"32,16"``
+``mlp_alpha``          float   MLP L2 penalty (>= 0)
+``mlp_count``          int     number of MLPs (seeds ``seed``, ``seed+1``, ...) averaged
+``svr_weight``         float   share of the SVR in the average, in [0, 1]
+``clip_min``           float   lowest prediction (rings)
+``clip_max``           float   highest prediction (rings)
+``seed``               int     random state of the MLPs (SVR is deterministic)
+=====================  ======  ==============================================================
+
+How ``DEFAULT_PARAMS`` were chosen: see ``benchmarks/model_quality.py --select`` (5-fold CV on the
+classic training rows only) and ``--nested``; figures in the module docstring there.
 """
 
 from __future__ import annotations
