@@ -37,6 +37,14 @@ def programs(tmp_path_factory) -> dict[str, Program]:
     }
 
 
+@pytest.fixture(scope="session")
+def dev_values_as_prd(programs, tmp_path_factory) -> Program:
+    """The dev stack's config values under the stack name ``prd``: the stack name alone."""
+    config = programs["dev"].config.model_copy(update={"stack": "prd"})
+    build_dir = tmp_path_factory.mktemp("pulumi-build-renamed")
+    return run_program("prd", MOCKS, MONITOR, build_dir, config=config)
+
+
 @pytest.fixture(scope="session", params=["dev", "prd"])
 def program(request, programs) -> Program:
     return programs[request.param]

@@ -72,8 +72,10 @@ class Program:
         return found[0]
 
 
-def run_program(stack: str, mocks, monitor, build_dir: Path) -> Program:
-    config = config_for(stack)
+def run_program(
+    stack: str, mocks, monitor, build_dir: Path, config: StackConfig | None = None
+) -> Program:
+    config = config or config_for(stack)
     assets = program_assets(config.seed_model_path, build_dir=build_dir)
     mocks.reset()
     monitor.resources.clear()

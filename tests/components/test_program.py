@@ -452,10 +452,17 @@ def test_code_archives_contain_the_entry_points_and_the_gx_suite(program):
 
 
 def test_sourcedir_is_reproducible(tmp_path):
-    from components.packaging import build_sourcedir
+    import shutil
 
-    a = build_sourcedir(tmp_path / "a").read_bytes()
-    b = build_sourcedir(tmp_path / "b").read_bytes()
+    from components.packaging import PACKAGES, build_sourcedir
+
+    snapshot = tmp_path / "tree"  # other work may edit the tree meanwhile: build from a copy
+    for package in PACKAGES:
+        shutil.copytree(
+            REPO / package, snapshot / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    a = build_sourcedir(tmp_path / "a", snapshot).read_bytes()
+    b = build_sourcedir(tmp_path / "b", snapshot).read_bytes()
     assert a == b
     with tarfile.open(fileobj=io.BytesIO(a)) as tar:
         assert {m.mtime for m in tar.getmembers()} == {0}
@@ -695,3 +702,18 @@ def test_dev_and_prd_differ_only_where_the_config_says(dev, prd):
             if a != b and (key[0], prop) not in CONFIG_DRIVEN:
                 unexpected.append(f"{key[0]} {key[1]}.{prop}")
     assert unexpected == []
+
+
+def test_the_stack_name_alone_changes_nothing_but_names(dev, dev_values_as_prd):
+    """Same config values, other stack name → the same resources and inputs (after renaming):
+    the program never branches on the stack name, only on config."""
+
+    def index(program: Program, stack: str) -> dict[tuple[str, str], str]:
+        return {
+            (r.typ, r.name.replace(program.config.prefix, "P")): normalise(r.inputs, stack)
+            for r in program.resources
+        }
+
+    a, b = index(dev, "dev"), index(dev_values_as_prd, "prd")
+    assert set(a) == set(b)
+    assert [key for key in sorted(a) if a[key] != b[key]] == []
