@@ -52,6 +52,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,8 @@ _N_NUMERIC = len(NUMERIC_FEATURES)
 _N_FEATURES = len(FEATURES)
 _SEX_SET = frozenset(SEX_VALUES)
 _COLUMN_INDEX = {name: i for i, name in enumerate(FEATURES)}
+SMALL_BATCH = 64  # rows; smaller requests run OpenMP code single-threaded (see _openmp_one_thread)
+_THREAD_STATE = threading.local()
 
 
 class InvalidInput(UsageError):
@@ -143,6 +146,8 @@ class ServingModel:
     def predict_rows(self, rows: Rows) -> np.ndarray:
         if len(rows) == 0:
             return np.empty(0, dtype=np.float64)
+        if len(rows) <= SMALL_BATCH:
+            _openmp_one_thread()
         if self.fast_path is not None:
             out = self.fast_path(rows.sex, rows.numeric)
         else:
@@ -151,6 +156,25 @@ class ServingModel:
 
     def with_identity(self, **changes: Any) -> ServingModel:
         return replace(self, **changes)
+
+
+def _openmp_one_thread() -> None:
+    """Run OpenMP regions (e.g. HistGradientBoosting's predict) on one thread in this thread.
+
+    Forking an OpenMP team for a one-row prediction costs far more than the work, and on a busy
+    machine the team's barrier can take hundreds of milliseconds. OpenMP's thread count is a
+    per-thread setting, so this only affects the calling (request-serving) thread; big batches
+    served from other threads keep every core.
+    """
+    if getattr(_THREAD_STATE, "openmp_limited", False):
+        return
+    _THREAD_STATE.openmp_limited = True
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="openmp")
+    except Exception as err:  # threadpoolctl is a scikit-learn dependency; never fatal
+        log.debug("could not limit OpenMP threads: %s", err)
 
 
 # ---- model_fn -------------------------------------------------------------------------------------
@@ -567,26 +591,93 @@ def compile_fast_path(
     return fast
 
 
+Head = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def _build_fast_path(pipeline: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     import sklearn
-    from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import StandardScaler
 
     if type(pipeline) is not Pipeline or len(pipeline.steps) < 2:
         return None
-    pre = pipeline.steps[0][1]
-    if type(pre) is not ColumnTransformer or getattr(pre, "sparse_output_", True):
-        return None
-    names_in = [str(c) for c in getattr(pre, "feature_names_in_", [])]
-    if sorted(names_in) != sorted(FEATURES):
+    head = _compile_head(pipeline.steps[0][1])
+    if head is None:
         return None
     tail = [step for _, step in pipeline.steps[1:] if step not in (None, "passthrough")]
     if not tail or any(hasattr(step, "feature_names_in_") for step in tail):
         return None  # later steps fitted on named columns: keep sklearn's own path
-    numeric_pos = {name: i for i, name in enumerate(NUMERIC_FEATURES)}
+    final = tail[-1]
+    if not hasattr(final, "predict") or any(not hasattr(s, "transform") for s in tail[:-1]):
+        return None
+    transforms: list[Callable[[np.ndarray], np.ndarray]] = []
+    for step in tail[:-1]:
+        if type(step) is StandardScaler:
+            scale = _standard(step, None)
+            transforms.append(lambda x, scale=scale: scale(None, x))
+        else:
+            transforms.append(step.transform)
 
-    parts: list[Callable[[np.ndarray, np.ndarray], np.ndarray]] = []
+    def predict(sex: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+        x = head(sex, numeric)
+        with sklearn.config_context(assume_finite=True):
+            for transform in transforms:
+                x = transform(x)
+            return final.predict(x)
+
+    return predict
+
+
+def _compile_head(step: Any) -> Head | None:
+    """The first pipeline step (the one that takes the DataFrame) as a numpy function."""
+    from sklearn.compose import ColumnTransformer
+
+    if type(step) is ColumnTransformer:
+        return _column_transformer(step)
+    if type(step).__name__ == "AbaloneFeatures":  # jobs.model's own feature step
+        return _abalone_features(step)
+    return None
+
+
+def _abalone_features(step: Any) -> Head | None:
+    """``jobs.model.AbaloneFeatures``: one-hot sex + (cbrt | log | identity) measurements."""
+    import sys
+
+    categories = getattr(sys.modules.get(type(step).__module__), "SEX_CATEGORIES", None)
+    kind = getattr(step, "numeric_transform", None)
+    if not categories or kind not in ("none", "cbrt", "log"):
+        return None
+    eye = np.stack([[float(s == c) for c in categories] for s in SEX_VALUES])
+    code = {s: i for i, s in enumerate(SEX_VALUES)}
+
+    def transform(sex: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+        onehot = eye[[code[s] for s in sex]]
+        if kind == "cbrt":
+            num = np.cbrt(numeric)
+        elif kind == "log":
+            num = np.log(np.clip(numeric, 1e-3, None))
+        else:
+            num = numeric
+        return np.hstack([onehot, num])
+
+    return transform
+
+
+def _column_transformer(pre: Any) -> Head | None:
+    from sklearn.preprocessing import (
+        FunctionTransformer,
+        MinMaxScaler,
+        OneHotEncoder,
+        StandardScaler,
+    )
+
+    if getattr(pre, "sparse_output_", True):
+        return None
+    names_in = [str(c) for c in getattr(pre, "feature_names_in_", [])]
+    if sorted(names_in) != sorted(FEATURES):
+        return None
+    numeric_pos = {name: i for i, name in enumerate(NUMERIC_FEATURES)}
+    parts: list[Head] = []
     for _name, trans, columns in pre.transformers_:
         cols = _column_names(columns, names_in)
         if cols is None:
@@ -603,6 +694,8 @@ def _build_fast_path(pipeline: Any) -> Callable[[np.ndarray, np.ndarray], np.nda
         if "sex" in cols:
             return None
         idx = np.array([numeric_pos[c] for c in cols])
+        if type(trans) is FunctionTransformer and trans.func is None:  # remainder="passthrough"
+            trans = "passthrough"
         if trans == "passthrough":
             parts.append(lambda sex, num, idx=idx: num[:, idx])
         elif type(trans) is StandardScaler:
@@ -612,19 +705,10 @@ def _build_fast_path(pipeline: Any) -> Callable[[np.ndarray, np.ndarray], np.nda
         else:
             return None
 
-    steps = tail[:-1]
-    final = tail[-1]
-    if not hasattr(final, "predict") or any(not hasattr(s, "transform") for s in steps):
-        return None
+    def transform(sex: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+        return np.hstack([part(sex, numeric) for part in parts])
 
-    def predict(sex: np.ndarray, numeric: np.ndarray) -> np.ndarray:
-        x = np.hstack([part(sex, numeric) for part in parts])
-        with sklearn.config_context(assume_finite=True):
-            for step in steps:
-                x = step.transform(x)
-            return final.predict(x)
-
-    return predict
+    return transform
 
 
 def _column_names(columns: Any, names_in: list[str]) -> list[str] | None:
@@ -669,12 +753,13 @@ def _one_hot(enc: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return encode
 
 
-def _standard(scaler: Any, idx: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def _standard(scaler: Any, idx: np.ndarray | None) -> Head:
+    """``StandardScaler.transform`` on columns ``idx`` of the second argument (all when None)."""
     mean = scaler.mean_ if scaler.with_mean else None
     scale = scaler.scale_ if scaler.with_std else None
 
-    def transform(sex: np.ndarray, numeric: np.ndarray) -> np.ndarray:
-        x = numeric[:, idx]
+    def transform(sex: Any, numeric: np.ndarray) -> np.ndarray:
+        x = numeric[:, idx] if idx is not None else np.array(numeric, dtype=np.float64)
         if mean is not None:
             x -= mean
         if scale is not None:
