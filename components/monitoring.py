@@ -214,7 +214,8 @@ class Monitoring(pulumi.ComponentResource):
                 [
                     policies.statement(
                         ["lambda:InvokeFunction"], [self.drift_function.arn], sid="RunDriftJob"
-                    )
+                    ),
+                    policies.kms_use(args.key_arn),  # the schedule is encrypted with the stack key
                 ]
             ),
             opts=child,

@@ -46,7 +46,10 @@ server ARN, ``ABALONE_ENV``, ``ABALONE_DATASET_VERSION``, ``ABALONE_INGEST_ID``,
 Every Task has a ``Catch`` on ``States.ALL`` to ``NotifyFailure`` (SNS publish) → ``PipelineFailed``
 (Fail); every business rejection (data quality, gate, system test, approval, deployment rollback)
 has its own notify → Fail pair. Only start + poll patterns are used (no ``.sync``), so the definition
-runs unchanged on AWS and under moto's Step Functions interpreter.
+runs unchanged on AWS and under moto's Step Functions interpreter. One moto 5.2 gap: its AWS SDK
+integrations return ``s3:getObject``'s ``Body`` as a stream where AWS returns a string, so
+``ReadValidationResult`` needs the small patch in
+``tests/components/test_pipeline_definition.py::patch_moto_sdk_bodies`` under moto.
 """
 
 from __future__ import annotations
