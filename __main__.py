@@ -10,15 +10,21 @@ from components.config import StackConfig, load_stack_config
 from components.packaging import check_deploy_inputs, program_assets
 
 
-def read_config() -> StackConfig:
+def read_config(stack: str | None = None) -> StackConfig:
+    """The only place the program reads ``pulumi.Config``."""
     project = pulumi.Config()
     values = {
         key: value for key in StackConfig.config_keys() if (value := project.get(key)) is not None
     }
     region = pulumi.Config("aws").get("region")
-    return load_stack_config(pulumi.get_stack(), region, values)
+    return load_stack_config(stack or pulumi.get_stack(), region, values)
 
 
-config = read_config()
-check_deploy_inputs(config.seed_model_path)
-build(config, program_assets(config.seed_model_path))
+def main() -> None:
+    config = read_config()
+    check_deploy_inputs(config.seed_model_path)
+    build(config, program_assets(config.seed_model_path))
+
+
+if __name__ == "__main__":  # the Pulumi Python host runs this file as __main__
+    main()

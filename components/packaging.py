@@ -18,7 +18,12 @@ import gzip
 import io
 import tarfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pulumi
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("jobs", "validation")
@@ -117,23 +122,15 @@ def build_sourcedir(out_dir: Path, root: Path = REPO_ROOT) -> Path:
 LAYER_DIR = Path("build/lambda-layer")
 
 
+@dataclass(frozen=True)
 class ProgramAssets:
     """The files a deployment uploads, as Pulumi assets/archives (built once per program run)."""
 
-    def __init__(
-        self,
-        *,
-        code: object,
-        sourcedir: object,
-        glue_script: object,
-        seed_model: object,
-        lambda_dependencies: object,
-    ) -> None:
-        self.code = code
-        self.sourcedir = sourcedir
-        self.glue_script = glue_script
-        self.seed_model = seed_model
-        self.lambda_dependencies = lambda_dependencies
+    code: pulumi.Archive  # jobs/ + validation/ (Glue --extra-py-files, Lambda code)
+    sourcedir: pulumi.Asset  # SageMaker script-mode sourcedir.tar.gz
+    glue_script: pulumi.Asset  # jobs/aws/glue_ingest.py
+    seed_model: pulumi.Asset  # model.tar.gz the endpoints start with
+    lambda_dependencies: pulumi.Archive  # build/lambda-layer (python/…)
 
 
 def program_assets(

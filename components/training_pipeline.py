@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
@@ -21,6 +21,9 @@ import pulumi_aws as aws
 from components import policies
 from components.lambda_function import FunctionContext, FunctionSpec, python_function
 from components.pipeline_definition import build_definition
+
+if TYPE_CHECKING:
+    from components.model_endpoint import ModelEndpoint
 
 RAW_PREFIX = "raw/"
 
@@ -45,8 +48,8 @@ class TrainingPipelineArgs:
     training_image_uri: str
     inference_image_uri: str
     training_instance_type: str
-    staging: Any  # ModelEndpoint
-    production: Any  # ModelEndpoint
+    staging: ModelEndpoint
+    production: ModelEndpoint
     alert_email: str
     require_approval: bool = True
     approval_timeout_s: int = 3 * 24 * 3600

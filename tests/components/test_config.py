@@ -84,3 +84,29 @@ def test_pulumi_engine_strings_are_converted():
 def test_unknown_stack_is_rejected():
     with pytest.raises(ConfigError, match="stack"):
         load_stack_config("qa", "us-east-1", _values("dev"))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_main_reads_the_engine_config_into_the_same_object(stack):
+    """``__main__.read_config`` over the strings the Pulumi engine passes (project defaults
+    applied, as the CLI does) gives the same object the tests build from the YAML files."""
+    import json
+    import runpy
+
+    import pulumi
+
+    from tests.components.harness import REPO
+
+    declared = project_file()["config"]
+    values = {k: spec["default"] for k, spec in declared.items() if "default" in spec}
+    raw = stack_file(stack)
+    prefix = f"{CONFIG_NAMESPACE}:"
+    values.update({k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)})
+    engine = {f"{prefix}{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    engine["aws:region"] = raw["aws:region"]
+    module = runpy.run_path(str(REPO / "__main__.py"), run_name="abalone_main_under_test")
+    pulumi.runtime.set_all_config(engine)
+    try:
+        assert module["read_config"](stack) == config_for(stack)
+    finally:
+        pulumi.runtime.set_all_config({})
