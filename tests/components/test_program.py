@@ -672,7 +672,6 @@ CONFIG_DRIVEN = {
         "definition",
     ): "requireApproval/approvalTimeoutHours/blueGreen",
     ("aws:lambda/function:Function", "environment"): "requireApproval",
-    ("aws:ssm/parameter:Parameter", "value"): "dashboard URL names the stack's dashboard",
 }
 
 
