@@ -46,7 +46,9 @@ def time_cli(data: Path, runs: int) -> list[float]:
             )
             times.append(time.perf_counter() - start)
             if proc.returncode != 0:
-                raise SystemExit(f"ingest failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+                raise SystemExit(
+                    f"ingest failed ({proc.returncode}): {proc.stderr.decode()[-500:]}"
+                )
     return times
 
 
@@ -77,7 +79,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_file():
         raise SystemExit(f"no data file at {args.data} (use --data or ABALONE_DATA)")
-    print(f"data: {args.data} ({args.data.stat().st_size:,} bytes), runs: {args.runs}, cores: {os.cpu_count()}")
+    print(
+        f"data: {args.data} ({args.data.stat().st_size:,} bytes), runs: {args.runs}, cores: {os.cpu_count()}"
+    )
     val = time_validation(args.data, args.runs)
     cli = time_cli(args.data, args.runs)
     print(f"{'measure':44} {'median s':>9} {'min s':>7} {'max s':>7} {'target s':>9}")
