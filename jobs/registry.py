@@ -431,6 +431,7 @@ def system_test(
     *,
     expected_rmse: float,
     tolerance: float,
+    model_dir: Path | None = None,
 ) -> SystemTestLike:
     """Gate rule 4 for a registered version.
 
@@ -444,9 +445,12 @@ def system_test(
     except ImportError:
         run_system_test = None
     if run_system_test is not None:
-        model_dir = _download_model_dir(registry, version)
         if model_dir is not None:
             return run_system_test(model_dir, test_frame, expected_rmse, tolerance)
+        with tempfile.TemporaryDirectory(prefix=f"abalone-v{version}-") as tmp:
+            downloaded = _download_model_dir(registry, version, Path(tmp))
+            if downloaded is not None:
+                return run_system_test(downloaded, test_frame, expected_rmse, tolerance)
     from jobs.systemtest_interim import run_interim_system_test
 
     return run_interim_system_test(
@@ -454,14 +458,13 @@ def system_test(
     )
 
 
-def _download_model_dir(registry: Registry, version: str) -> Path | None:
+def _download_model_dir(registry: Registry, version: str, target: Path) -> Path | None:
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     run_id = registry.version(version).run_id
     if not run_id:
         return None
-    target = Path(tempfile.mkdtemp(prefix=f"abalone-v{version}-"))
     try:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id,
@@ -552,10 +555,12 @@ def evaluate_gate(
 
 
 def reevaluate(
-    settings: Settings, version: str | int | None = None
+    settings: Settings, version: str | int | None = None, *, model_dir: Path | None = None
 ) -> tuple[GateDecision, Aliases]:
-    """``abalone promote``: re-run the gate for a version (default ``@challenger``) from what the
-    registry and the lake hold: its dataset's test split and data-quality status, a fresh system test."""
+    """Run the gate for a version (default ``@challenger``) from what the registry and the lake
+    hold: its dataset's test split and data-quality status, and a fresh system test of the
+    SageMaker model directory (``model_dir`` if given, e.g. the training job's ``SM_MODEL_DIR``;
+    otherwise the run's ``model_dir`` artifact). Used by ``abalone promote`` and ``abalone run``."""
     check_tracking(settings.tracking_uri)
     registry = Registry.from_settings(settings)
     if version is None:
@@ -581,6 +586,7 @@ def reevaluate(
         test_frame,
         expected_rmse=_test_rmse(registry, version),
         tolerance=settings.policy.system_test_tolerance,
+        model_dir=None if model_dir is None else Path(model_dir),
     )
     decision = evaluate_gate(registry, version, settings, st, dq_status, test_frame)
     return decision, registry.aliases()

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from jobs.data import canonical_csv, dataset_version, split
-from jobs.errors import ServiceError, SourceError, UsageError
+from jobs.errors import ServiceError, UsageError
 from jobs.schema import FEATURES
 from jobs.settings import MODEL_NAME, load_settings
 from jobs.synthetic import make_abalone
@@ -194,11 +194,42 @@ def test_unknown_hyperparameter_is_a_usage_error(dataset, tmp_path):
     assert not (tmp_path / "mlflow.db").exists(), "the job must stop before touching MLflow"
 
 
-def test_bad_hyperparameter_value_is_a_usage_error(dataset, tmp_path):
-    channel, _ = dataset
-    proc, _ = run_job(channel, tmp_path, f"sqlite:///{tmp_path / 'm.db'}", "--svr_C", "lots")
-    assert proc.returncode == 2
-    assert "hyperparameter svr_C='lots' is not a valid float" in proc.stderr
+def script_env(monkeypatch, channel: Path, work: Path) -> None:
+    """The script-mode environment, for calling ``jobs.train.main`` in process."""
+    for name in ("TRAIN", "VALIDATION", "TEST"):
+        monkeypatch.setenv(f"SM_CHANNEL_{name}", str(channel))
+    monkeypatch.setenv("SM_MODEL_DIR", str(work / "model"))
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(work / "output"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
+    monkeypatch.setenv("ABALONE_HOME", str(work / "home"))
+    script_env_defaults(monkeypatch)
+
+
+def script_env_defaults(monkeypatch) -> None:
+    """``main()`` sets these defaults in os.environ; register them so they are undone afterwards."""
+    for var, value in (
+        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3"),
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "60"),
+        ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+    ):
+        monkeypatch.setenv(var, os.environ.get(var, value))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--svr_C", "lots"], "hyperparameter svr_C='lots' is not a valid float"),
+        (["--svr_C"], "argument --svr_C needs a value"),
+        (["svr_C", "3"], "unexpected argument 'svr_C'"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(dataset, tmp_path, monkeypatch, capsys, args, message):
+    from jobs.train import main
+
+    script_env(monkeypatch, dataset[0], tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_unreachable_mlflow_fails_fast_before_training(dataset, tmp_path):
@@ -221,10 +252,6 @@ def test_launcher_reraises_the_job_error_class(dataset, tmp_path):
     with pytest.raises(UsageError, match="unknown hyperparameter"):
         run_subprocess(settings, Channels.single(channel), workdir=tmp_path, params={"nope": 1})
     dead = settings.model_copy(update={"tracking_uri": f"http://127.0.0.1:{free_port()}"})
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "train.csv").write_text("not,the,right,columns\n")
-    with pytest.raises(SourceError, match="missing column"):
-        run_subprocess(dead, Channels.single(tmp_path / "data"), workdir=tmp_path)
     with pytest.raises(ServiceError, match="unreachable"):
         run_subprocess(dead, Channels.single(channel), workdir=tmp_path, params=CHEAP_PARAMS)
 
@@ -264,9 +291,24 @@ def test_crash_during_training_registers_nothing_and_moves_no_alias(
     assert not (tmp_path / "o" / "result.json").exists()
 
 
-def test_missing_channel_file_is_a_clear_error(tmp_path):
+def test_missing_channel_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from jobs.train import main
+
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc, _ = run_job(empty, tmp_path, f"sqlite:///{tmp_path / 'm.db'}")
-    assert proc.returncode == 2
-    assert "train channel has no train.csv" in proc.stderr
+    script_env(monkeypatch, empty, tmp_path)
+    assert main([*CHEAP]) == 2
+    assert "train channel has no train.csv" in capsys.readouterr().err
+    assert json.loads((tmp_path / "output" / "error.json").read_text())["type"] == "SourceError"
+
+
+def test_missing_sagemaker_environment_is_named(monkeypatch, capsys):
+    from jobs.train import main
+
+    for var in ("SM_CHANNEL_TRAIN", "SM_CHANNEL_VALIDATION", "SM_CHANNEL_TEST", "SM_MODEL_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("SM_OUTPUT_DATA_DIR", raising=False)
+    script_env_defaults(monkeypatch)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "missing environment variable(s) SM_CHANNEL_TRAIN" in err and "SM_MODEL_DIR" in err
