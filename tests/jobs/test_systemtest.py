@@ -101,3 +101,27 @@ def test_test_split_without_rings_fails(good_dir, test_frame):
     result = run_system_test(good_dir, test_frame.drop(columns=["rings"]), 2.0, 0.05)
     assert not result.passed
     assert "rings" in result.reasons[0]
+
+
+@pytest.mark.realdata
+def test_model_trained_on_the_real_data_passes(real_data_path, tmp_path):
+    """The golden ranges hold for jobs.model trained on the UCI file (classic split)."""
+    import pandas as pd
+
+    from jobs.schema import COLUMNS
+
+    frame = pd.read_csv(real_data_path, header=None, names=list(COLUMNS))
+    train, test = frame.iloc[:3133], frame.iloc[3133:]
+    from jobs.model import build_model
+
+    pipeline = build_model()
+    model_dir = tmp_path / "real"
+    model_dir.mkdir()
+    import joblib
+
+    joblib.dump(pipeline.fit(train[list(FEATURES)], train["rings"]), model_dir / "model.joblib")
+    expected = rmse_of(model_dir, test)
+    result = run_system_test(model_dir, test, expected, 0.05, latency_requests=50)
+    assert result.passed, result.reasons
+    assert result.n_rows == len(test) == 1044
+    assert result.rmse == pytest.approx(expected, abs=1e-9)
