@@ -86,13 +86,13 @@ def source(request, tmp_path_factory):
     version = write_dataset(home / "lake")
     v = train_version(settings, version, home / "job")
     mv = Registry(settings.tracking_uri).version(v)
-    return settings.tracking_uri, mv.source, mv.run_id
+    return settings.tracking_uri, mv.source, mv.run_id, settings, version
 
 
 @pytest.fixture
 def registry(source):
     """A registered model of its own per test (unique name), with three versions of the same model."""
-    uri, model_source, run_id = source
+    uri, model_source, run_id = source[:3]
     reg = Registry(uri, name=f"test-{uuid.uuid4().hex[:8]}")
     for _ in range(3):
         reg.register(model_source, run_id=run_id)
@@ -145,6 +145,32 @@ def test_approve_records_who(registry):
         registry.approve("99", by="ann")
 
 
+def test_evaluate_gate_tags_and_promotes(registry, source):
+    """The gate over a real store: system test of the run's model_dir artifact, champion re-scored
+    on the same rows, decision tags on the version, aliases moved on pass."""
+    from jobs.registry import evaluate_gate, read_curated, system_test
+
+    settings, dataset = source[3], source[4]
+    test_frame = read_curated(settings, dataset, "test")
+    rmse = float(registry.client.get_run(source[2]).data.metrics["test_rmse"])
+    st = system_test(registry, "1", test_frame, expected_rmse=rmse, tolerance=0.05)
+    assert st.passed, st.reasons
+    first = evaluate_gate(registry, "1", settings, st, "passed", test_frame)
+    assert first.decision == "promote" and registry.alias("champion") == "1"
+    assert registry.tags("1")["gate.champion_version"] == "none"
+
+    second = evaluate_gate(registry, "2", settings, st, "passed", test_frame)
+    assert second.decision == "promote"
+    tags = registry.tags("2")
+    assert tags["gate.champion_version"] == "1" and tags["gate.rmse_diff"] == "0.0000"
+    assert (registry.alias("champion"), registry.alias("previous")) == ("2", "1")
+
+    refused = evaluate_gate(registry, "3", settings, st, "failed", test_frame)
+    assert refused.decision == "reject" and registry.tags("3")["gate.decision"] == "reject"
+    assert "FAIL data_quality" in registry.tags("3")["gate.reasons"]
+    assert registry.alias("champion") == "2"
+
+
 def test_load_model_through_models_uri(registry):
     model = registry.load_model("1")
     assert len(model.predict(make_abalone(4, seed=3)[list(FEATURES)])) == 4
@@ -179,7 +205,11 @@ def cli(*args: str):
 def test_dev_gate_promotes_first_then_rejects_a_worse_candidate(cli_env, tmp_path):
     _, version = cli_env
     dev = load_settings("dev")
-    v1 = train_version(dev, version, tmp_path / "a")
+    res = cli("train", "--json")  # latest dataset, default hyperparameters, script-mode subprocess
+    assert res.exit_code == 0, res.output
+    trained = json.loads(res.stdout)
+    v1 = trained["model_version"]
+    assert trained["dataset_version"] == version and trained["metrics"]["test_rmse"] > 0
     res = cli("promote", "--json")  # default: @challenger
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout)
