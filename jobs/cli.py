@@ -683,3 +683,109 @@ def monitor_command(
         print_monitor_summary(result.summary)
     if result.drifting:
         raise typer.Exit(1)
+
+
+# ---- AWS: status and reports of a deployed stack (jobs.aws.launcher) -------------------------------
+
+StackOption = Annotated[
+    str,
+    typer.Option("--stack", help="Deployed stack; resources come from /abalone/<stack>/ in SSM."),
+]
+_POLL_STATES = ("WaitFor", "Get", "Check", "Is", "Count")
+
+
+def print_aws_step(step) -> None:
+    """One finished state of a pipeline execution (poll-loop passes are shown once per state)."""
+    mark = "[green]✓[/]" if step.status == "succeeded" else "[red]✗[/]"
+    took = f" ({step.seconds:.1f}s)" if step.seconds is not None else ""
+    line = f"{mark} {step.name}{took}"
+    if step.error:
+        line += f"  [red]{step.error}[/]" + (f": {step.cause[:200]}" if step.cause else "")
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def print_execution_status(current) -> None:
+    """A one-screen summary of a pipeline execution (``jobs.aws.launcher.ExecutionStatus``)."""
+    seen: set[str] = set()
+    for step in current.steps:
+        if step.name.startswith(_POLL_STATES) and step.name in seen and step.status != "failed":
+            continue
+        seen.add(step.name)
+        if step.status == "running":
+            console.print(f"[yellow]…[/] {step.name} (running)", highlight=False)
+        else:
+            print_aws_step(step)
+    colour = {"SUCCEEDED": "green", "RUNNING": "yellow"}.get(current.status, "red")
+    table = _summary_table()
+    table.add_row("execution", current.arn)
+    table.add_row("status", f"[{colour}]{current.status}[/]")
+    if current.error:
+        table.add_row("error", f"{current.error}: {current.cause or ''}")
+    if current.output is not None:
+        for key, value in current.summary().items():
+            if value is not None and key != "reasons":
+                table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    for reason in (current.summary().get("reasons") or []) if current.output else []:
+        console.print(f"  • {reason}", highlight=False)
+
+
+@app.command("status")
+@handle_errors
+def status_command(
+    stack: StackOption = "dev",
+    execution: Annotated[
+        str | None,
+        typer.Option("--execution", help="Execution ARN (default: the stack's latest execution)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a pipeline execution on AWS with each state's progress.
+
+    Exit codes: 0 succeeded or still running, 1 failed/timed out/aborted, 2 usage/service error.
+    """
+    from jobs.aws import launcher
+
+    if execution is None:
+        execution = launcher.latest_execution(launcher.resolve_stack(stack))
+    current = launcher.status(execution)
+    if as_json:
+        print_json(current.to_dict())
+    else:
+        print_execution_status(current)
+    if current.done and not current.ok:
+        raise typer.Exit(1)
+
+
+@app.command("reports")
+@handle_errors
+def reports_command(
+    stack: StackOption = "dev",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N reports.")] = 10,
+    expires: Annotated[
+        int, typer.Option("--expires", min=60, help="Seconds the presigned links stay valid.")
+    ] = 3600,
+    as_json: JsonOption = False,
+) -> None:
+    """List the stack's data-quality reports with presigned links (the buckets stay private)."""
+    from jobs.aws import launcher
+
+    reports = launcher.list_reports(launcher.resolve_stack(stack), limit=limit, expires_s=expires)
+    if as_json:
+        print_json([r.to_dict() for r in reports])
+        return
+    if not reports:
+        console.print(f"no data-quality reports in stack {stack!r} yet")
+        return
+    for report in reports:
+        colour = "green" if report.status == "accepted" else "red"
+        console.print(
+            f"[bold]{report.ingest_id}[/]  [{colour}]{report.status or '?'}[/]  "
+            f"{report.rows_total if report.rows_total is not None else '?'} rows"
+            + (f"  {report.dataset_version}" if report.dataset_version else ""),
+            highlight=False,
+        )
+        out.print(
+            f"  report   {report.report_url or '(no Data Docs)'}", highlight=False, soft_wrap=True
+        )
+        out.print(f"  summary  {report.summary_url}", highlight=False, soft_wrap=True)

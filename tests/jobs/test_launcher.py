@@ -222,3 +222,41 @@ def test_raw_keys_are_flat_unique_and_safe():
     time.sleep(0.001)
     assert a.startswith("raw/") and a.count("/") == 1 and a.endswith("-passwd")
     assert b != launcher.raw_key("batch.csv")
+
+
+# ---- the CLI commands over the launcher ---------------------------------------------------------
+
+
+def test_cli_status_and_reports(stack):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    runner = CliRunner()
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket="dev-data", Key="raw/bad-batch.csv", Body=b"x")
+    arn = launcher.submit(stack, "s3://dev-data/raw/bad-batch.csv", direct=True).execution_arn
+    launcher.follow(arn, poll_s=0.1, timeout_s=30)
+
+    result = runner.invoke(app, ["status", "--stack", "dev", "--json"])
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.stdout)
+    assert payload["execution_arn"] == arn and payload["error"] == "DataQualityRejected"
+    assert [s["name"] for s in payload["states"]] == ["Check", "Rejected"]
+
+    human = runner.invoke(app, ["status", "--execution", arn])
+    assert human.exit_code == 1 and "DataQualityRejected" in human.output
+
+    missing = runner.invoke(app, ["status", "--stack", "prd"])
+    assert missing.exit_code == 2 and "missing SSM parameter" in missing.output
+
+    s3.put_object(
+        Bucket="dev-reports",
+        Key="20261126T120000000000Z-cccccc/summary.json",
+        Body=json.dumps({"status": "accepted", "rows_total": 4177, "dataset_version": "ds-1"}),
+    )
+    listed = runner.invoke(app, ["reports", "--stack", "dev", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (report,) = json.loads(listed.stdout)
+    assert report["ingest_id"] == "20261126T120000000000Z-cccccc" and report["report_url"] is None
+    assert "Signature" in report["summary_url"]
