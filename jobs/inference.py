@@ -47,6 +47,7 @@ falls back to ``pipeline.predict(DataFrame)``.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -244,7 +245,34 @@ def _load_mlflow_dir(path: Path) -> tuple[Any, dict[str, Any], str | None]:
 
 def input_fn(request_body: str | bytes, request_content_type: str | None) -> Rows:
     """Parse and validate a request body (SageMaker passes ``str`` for CSV/JSON, else ``bytes``)."""
-    return parse_request(request_body, request_content_type, max_rows=_env_max_rows())
+    try:
+        return parse_request(request_body, request_content_type, max_rows=_env_max_rows())
+    except InvalidInput as err:
+        raise _for_container(err) from err
+
+
+def _for_container(err: InvalidInput) -> InvalidInput:
+    """Inside the SageMaker container, re-raise as the inference toolkit's error type so the model
+    server answers ``err.status_code`` with the message (any other exception becomes a 500)."""
+    cls = _toolkit_error_class()
+    return err if cls is None or isinstance(err, cls) else cls(err.message, err.status_code)
+
+
+@functools.cache
+def _toolkit_error_class() -> type[InvalidInput] | None:
+    try:
+        from sagemaker_inference.errors import BaseInferenceToolkitError
+    except ImportError:  # not in the container: InvalidInput itself is the contract
+        return None
+
+    class ToolkitInvalidInput(InvalidInput, BaseInferenceToolkitError):
+        def __init__(self, message: str, status_code: int = 400) -> None:
+            BaseInferenceToolkitError.__init__(self, status_code, message, message)
+            self.args = (message,)  # str(err) is the message, as for InvalidInput
+            self.message = message
+            self.status_code = status_code
+
+    return ToolkitInvalidInput
 
 
 def _env_max_rows() -> int:
@@ -547,7 +575,10 @@ def choose_accept(accept: str | None) -> str:
 
 def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
     """Serialise predictions as ``(body, content_type)`` for the ``Accept`` header."""
-    kind = choose_accept(accept)
+    try:
+        kind = choose_accept(accept)
+    except InvalidInput as err:
+        raise _for_container(err) from err
     rings = prediction.rings.tolist()
     if kind == CSV_TYPE:
         body = "".join(f"{r!r},{r + AGE_OFFSET_YEARS!r}\n" for r in rings)

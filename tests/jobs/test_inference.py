@@ -374,3 +374,32 @@ def test_probe_rows_are_valid_requests():
     )
     parsed = input_fn(body, CSV)
     np.testing.assert_array_equal(parsed.numeric, probe.numeric)
+
+
+def test_errors_become_toolkit_errors_inside_the_sagemaker_container(monkeypatch, model):
+    """The container's model server answers 4xx only for its BaseInferenceToolkitError."""
+    import sys
+    import types
+
+    class BaseInferenceToolkitError(
+        Exception
+    ):  # the toolkit's shape: (status_code, message, phrase)
+        def __init__(self, status_code, message, phrase):
+            self.status_code, self.message, self.phrase = status_code, message, phrase
+
+    errors = types.ModuleType("sagemaker_inference.errors")
+    errors.BaseInferenceToolkitError = BaseInferenceToolkitError
+    monkeypatch.setitem(sys.modules, "sagemaker_inference", types.ModuleType("sagemaker_inference"))
+    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
+    inference._toolkit_error_class.cache_clear()
+    try:
+        with pytest.raises(BaseInferenceToolkitError) as info:
+            input_fn("X,1,2,3,4,5,6,7", CSV)
+        assert info.value.status_code == 422 and "'sex'" in info.value.message
+        assert isinstance(info.value, InvalidInput) and str(info.value) == info.value.message
+        prediction = predict_fn(input_fn("M,0.4,0.3,0.1,0.5,0.2,0.1,0.15", CSV), model)
+        with pytest.raises(BaseInferenceToolkitError) as info:
+            output_fn(prediction, "image/png")
+        assert info.value.status_code == 406
+    finally:
+        inference._toolkit_error_class.cache_clear()
