@@ -763,43 +763,77 @@ EXPECTED_DEV = [
 ]  # fmt: skip
 
 
-def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(aws, mlflow_server):
+def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(
+    aws, mlflow_server, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from jobs.aws import launcher
+    from jobs.cli import app
+    from jobs.monitor import read_capture
     from jobs.registry import CHAMPION, Registry
 
     stack = Stack(aws, "dev", mlflow_server, require_approval=False)
     stack.create()
     data, _what = _data_bytes()
-    key = stack.upload("abalone-batch.csv", data)
-    arn = stack.execution_for(key)
-    desc = stack.wait(arn)
-    states = stack.states(arn)
-    assert desc["status"] == "SUCCEEDED", stack.explain(arn)
-    assert states == EXPECTED_DEV
+    batch = tmp_path / "abalone.csv"
+    batch.write_bytes(data)
 
-    output = json.loads(desc["output"])
+    # What `abalone run --target aws --stack dev --source abalone.csv` does: resolve the stack from
+    # SSM, upload under raw/ (the EventBridge rule starts the execution), find it and follow it.
+    resources = launcher.resolve_stack("dev")
+    submitted = launcher.submit(resources, str(batch), poll_s=0.2, find_timeout_s=30)
+    followed: list[str] = []
+    done = launcher.follow(
+        submitted.execution_arn,
+        on_step=lambda step: followed.append(step.name),
+        poll_s=0.5,
+        timeout_s=EXECUTION_TIMEOUT_S,
+    )
+    arn = submitted.execution_arn
+    assert done.status == "SUCCEEDED", stack.explain(arn)
+    assert stack.states(arn) == EXPECTED_DEV
+    assert followed[0] == "CheckInput" and followed[-1] == "Done" and "SystemTest" in followed
+
+    output = done.output
     version = output["promote"]["output"]["model_version"]
     registry = Registry(mlflow_server)
-    assert registry.alias(CHAMPION) == version
+    assert registry.alias(CHAMPION) == version == done.summary()["champion_version"]
     tags = registry.tags(version)
     assert tags["gate.decision"] == "promote"
     assert tags["systemtest.kind"] == "sagemaker-endpoint" and tags["systemtest.passed"] == "true"
     assert tags["sagemaker.model_data_url"] == output["training"]["ModelDataUrl"]
     assert tags["dataset_version"] == output["validation"]["Result"]["dataset_version"]
 
+    # The data-quality report is in the reports bucket, listed with a presigned link that opens.
     ingest_id = output["validation"]["Result"]["ingest_id"]
-    reports = stack.keys(stack.reports_bucket, ingest_id)
-    assert f"{ingest_id}/summary.json" in reports
-    assert any(k.endswith("index.html") for k in reports)
-    assert aws.invocations > 0
+    assert f"{ingest_id}/summary.json" in stack.keys(stack.reports_bucket, ingest_id)
+    (report,) = [r for r in launcher.list_reports(resources) if r.ingest_id == ingest_id]
+    assert report.status == "accepted" and report.report_url
+    import requests
+
+    assert "<html" in requests.get(report.report_url, timeout=10).text.lower()
 
     # The ingest's own landings under raw/<ingest_id>/ also fired the rule: those runs are ignored.
-    landed = [k for k in stack.keys(stack.data_bucket, f"raw/{ingest_id}/")]
+    landed = stack.keys(stack.data_bucket, f"raw/{ingest_id}/")
     assert landed
     for landed_key in landed:
         other = stack.wait(stack.execution_for(landed_key))
         assert other["status"] == "SUCCEEDED"
         assert stack.states(other["executionArn"]) == ["CheckInput", "IgnoreObject"]
     assert stack.sns_messages() == []
+
+    # The staging endpoint captured the system test's traffic in SageMaker's data-capture format;
+    # `abalone monitor --capture s3://…` reads it against the new champion's reference profile.
+    capture_uri = f"s3://{stack.data_bucket}/capture/"
+    test_rows = output["validation"]["Result"]["splits"]["test"]
+    captured = read_capture(capture_uri)
+    assert captured.rows == test_rows + 4 * 5  # golden rows: single, CSV, CSV+header, JSON
+    monkeypatch.setenv("ABALONE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    result = CliRunner().invoke(app, ["monitor", "--capture", capture_uri, "--json"])
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads(result.stdout)["capture"]["rows"] == captured.rows
 
 
 def test_bad_batch_takes_the_failure_branch(aws, mlflow_server):
