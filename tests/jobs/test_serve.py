@@ -349,3 +349,102 @@ def test_handlers_and_server_agree(client, model):
     direct = predict_fn(input_fn(body, CSV), model).rings
     served = client.post("/invocations", content=body, headers={"Content-Type": CSV}).json()
     np.testing.assert_array_equal([p["rings"] for p in served["predictions"]], direct)
+
+
+# ---- abalone serve: the CLI, with a model from the MLflow registry ------------------------------
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_server):
+    """A registered version with alias @champion, logged the way jobs/train.py logs models."""
+    import mlflow
+    import mlflow.sklearn
+
+    from jobs.model import build_model
+
+    frame = make_abalone(300, seed=12)
+    pipeline = build_model().fit(frame[list(FEATURES)], frame["rings"])
+    name = "abalone-age-servetest"
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_experiment("serve-tests")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            pipeline, name="model", serialization_format="cloudpickle", registered_model_name=name
+        )
+    client = mlflow.MlflowClient(mlflow_server)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, "champion", version)
+    return {"uri": mlflow_server, "name": name, "version": version, "pipeline": pipeline}
+
+
+def test_load_from_registry_alias(registered):
+    from jobs.serve import load_serving_model
+
+    loaded = load_serving_model(f"models:/{registered['name']}@champion", registered["uri"])
+    assert loaded.model_version == registered["version"]
+    assert loaded.model_name == registered["name"]
+    assert loaded.fast_path is not None
+    frame = make_abalone(20, seed=13)
+    body = frame[list(FEATURES)].to_csv(index=False, header=False)
+    np.testing.assert_array_equal(
+        predict_fn(input_fn(body, CSV), loaded).rings,
+        registered["pipeline"].predict(frame[list(FEATURES)]),
+    )
+
+
+def test_abalone_serve_cli_end_to_end(registered, tmp_path):
+    """`abalone serve --model models:/…@champion` answers, and its capture names the version."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port, wait_http
+
+    port = free_port()
+    env = dict(
+        os.environ, ABALONE_HOME=str(tmp_path / "home"), MLFLOW_TRACKING_URI=registered["uri"]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs",
+        "serve",
+        "--model",
+        f"models:/{registered['name']}@champion",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", timeout=60, proc=proc)
+        resp = httpx.post(
+            f"http://127.0.0.1:{port}/invocations",
+            json={"instances": [_GOOD]},
+            timeout=10,
+        )
+        assert resp.status_code == 200
+        assert resp.json()["model_version"] == registered["version"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert f"v{registered['version']}" in output
+    records = list(iter_records(tmp_path / "home" / "capture"))
+    assert len(records) == 1
+    assert records[0]["model_version"] == registered["version"]
+
+
+def test_abalone_serve_cli_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+    assert "no such model directory" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(app, ["serve", "--model", str(tmp_path / "empty")])
+    assert empty.exit_code == 2 and "not a model directory" in empty.output
+    port = runner.invoke(app, ["serve", "--model", str(tmp_path / "empty"), "--port", "0"])
+    assert port.exit_code == 2 and "--port" in port.output
