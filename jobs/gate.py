@@ -96,6 +96,7 @@ class GateInputs:
     approval: str | None = None
     approved_by: str | None = None
     env: str = "dev"
+    candidate_is_champion: bool = False
     evaluated_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
@@ -200,6 +201,8 @@ def _rule_ceiling(inp: GateInputs) -> RuleResult:
 def _rule_champion(inp: GateInputs) -> RuleResult:
     champ, tol = inp.champion, inp.policy.champion_tolerance
     if champ is None:
+        if inp.candidate_is_champion:
+            return RuleResult("champion", True, f"v{inp.candidate_version} already is the champion")
         return RuleResult("champion", True, "no champion to compare with")
     ok = math.isfinite(champ.rmse_diff) and champ.rmse_diff <= tol
     op = "≤" if ok else ">"

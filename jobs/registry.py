@@ -545,9 +545,12 @@ def evaluate_gate(
         approval=tags.get("approval"),
         approved_by=tags.get("approved_by"),
         env=settings.env,
+        candidate_is_champion=registry.alias(CHAMPION) == version,
     )
     decision = decide(inputs)
-    registry.set_tags(version, decision.to_tags())
+    to_tags = getattr(system_test_result, "to_tags", None)
+    extra = to_tags() if callable(to_tags) else {}
+    registry.set_tags(version, {**extra, **decision.to_tags()})
     log.info("gate for %s v%s: %s", registry.name, version, decision.decision)
     if decision.passed:
         registry.promote(version)

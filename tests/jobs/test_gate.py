@@ -102,6 +102,11 @@ def test_rule3_no_champion_passes():
     assert rule(d, "champion").passed and "no champion" in rule(d, "champion").reason
 
 
+def test_rule3_candidate_already_champion_passes():
+    d = decide(good(champion=None, candidate_is_champion=True))
+    assert rule(d, "champion").passed and "already is the champion" in rule(d, "champion").reason
+
+
 def test_rule3_within_tolerance_passes_and_records_bootstrap():
     d = decide(good(champion=champion(0.04)))  # dev tolerance 0.05
     r = rule(d, "champion")

@@ -50,14 +50,14 @@ def write_dataset(lake, n: int = 700, seed: int = 5) -> str:
     return version
 
 
-def train_version(settings, version: str, workdir, params=None) -> str:
+def train_version(settings, version: str, workdir, params=None, cheap: bool = True) -> str:
     from jobs.train import Channels, train
 
     result = train(
         Channels.single(settings.home / "lake" / "curated" / version),
         model_dir=workdir / "model",
         output_dir=workdir / "output",
-        params={**CHEAP, **(params or {})},
+        params={**(CHEAP if cheap else {}), **(params or {})},
         settings=settings,
     )
     return result.model_version
@@ -158,6 +158,7 @@ def test_evaluate_gate_tags_and_promotes(registry, source):
     first = evaluate_gate(registry, "1", settings, st, "passed", test_frame)
     assert first.decision == "promote" and registry.alias("champion") == "1"
     assert registry.tags("1")["gate.champion_version"] == "none"
+    assert registry.tags("1")["systemtest.passed"] == "true"  # the system test's own figures
 
     second = evaluate_gate(registry, "2", settings, st, "passed", test_frame)
     assert second.decision == "promote"
@@ -237,11 +238,12 @@ def test_prd_waits_for_approval_then_promotes_and_rolls_back(cli_env, tmp_path):
     reg = Registry(prd.tracking_uri)
     old = reg.alias("champion")
     assert old is not None, "runs after the dev test in this module"
-    cand = train_version(prd, version, tmp_path / "c")
+    # default hyperparameters, like the champion `abalone train` made: same rows, same model
+    cand = train_version(prd, version, tmp_path / "c", cheap=False)
 
     res = cli("promote", "--version", cand, "--env", "prd", "--json")
     assert res.exit_code == 1
-    assert json.loads(res.stdout)["gate"]["decision"] == "awaiting_approval"
+    assert json.loads(res.stdout)["gate"]["decision"] == "awaiting_approval", res.stdout
     assert reg.tags(cand)["gate.decision"] == "awaiting_approval"
     assert reg.alias("champion") == old
 
