@@ -93,6 +93,10 @@ class CaptureWriter:
                 self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     def submit(self, item: CaptureItem) -> None:
         """Queue one record; never blocks (drops and counts when the queue is full)."""
         try:

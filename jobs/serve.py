@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.capture import CaptureItem, CaptureWriter
-from jobs.errors import ServiceError, UsageError
+from jobs.errors import ServiceError, StorageError, UsageError
 from jobs.inference import (
     JSON_TYPE,
     InvalidInput,
@@ -106,6 +106,13 @@ class InferenceApp:
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _start_capture_late(self) -> None:
+        try:
+            self.capture.start()
+        except StorageError as err:
+            log.error("data capture disabled: %s", err)
+            self.capture = None
 
     def close(self) -> None:
         """Flush data capture (called on server shutdown)."""
@@ -183,8 +190,9 @@ class InferenceApp:
             log.exception("request %s failed", request_id)
             await _reply_error(send, 500, f"internal error (request {request_id})", request_id)
             return
+        if self.capture is not None and not self.capture.running:
+            self._start_capture_late()  # lifespan "off": start on first use
         if self.capture is not None:
-            self.capture.start()  # no-op once running (lifespan may be off)
             self.capture.submit(
                 CaptureItem(
                     timestamp=time.time(),
@@ -265,6 +273,8 @@ def run_server(app: InferenceApp, host: str = "127.0.0.1", port: int = 8080) -> 
     """Serve ``app`` in the foreground until interrupted (Ctrl-C flushes capture and stops)."""
     import uvicorn
 
+    if app.capture is not None:
+        app.capture.start()  # fail fast, with the reason, when the capture dir is unwritable
     server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))
     try:
         server.run()
@@ -301,6 +311,8 @@ def serve_in_thread(
     import uvicorn
 
     app = create_app(model, capture_dir, limits)
+    if app.capture is not None:
+        app.capture.start()  # fail fast, with the reason, when the capture dir is unwritable
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets that say they are TCP,
     # and without it Nagle + delayed ACK add ~40 ms to every response.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -309,6 +321,7 @@ def serve_in_thread(
         sock.bind((host, port))
     except OSError as err:
         sock.close()
+        app.close()
         raise ServiceError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
     bound = sock.getsockname()[1]
     server = uvicorn.Server(_uvicorn_config(app))

@@ -448,3 +448,12 @@ def test_abalone_serve_cli_errors(tmp_path):
     assert empty.exit_code == 2 and "not a model directory" in empty.output
     port = runner.invoke(app, ["serve", "--model", str(tmp_path / "empty"), "--port", "0"])
     assert port.exit_code == 2 and "--port" in port.output
+
+
+def test_unwritable_capture_dir_fails_fast(model, tmp_path):
+    from jobs.errors import StorageError
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="capture dir"), serve_in_thread(model, blocker / "c"):
+        pass
