@@ -177,7 +177,8 @@ class VersionEvent(_Lenient):
     @property
     def version(self) -> str:
         version = self.model_version or (self.gate.output.model_version if self.gate else None)
-        assert version is not None  # checked in check()
+        if version is None:  # check() refuses such events; kept for direct construction
+            raise UsageError("event needs gate.output.model_version or model_version")
         return version
 
     def check(self) -> VersionEvent:

@@ -265,3 +265,59 @@ def test_golden_rows_are_eight_features():
     assert rows and all(len(r) == 8 and r[0] in ("M", "F", "I") for r in rows)
     assert np.isfinite(np.asarray([r[1:] for r in rows], dtype=float)).all()
     assert Path(handlers.__file__).name == "handlers.py"
+
+
+# ---- the gate's rejection path against a real MLflow server and moto S3 ------------------------
+
+
+def test_gate_rejects_above_the_ceiling_tags_why_and_moves_nothing(mlflow_server, monkeypatch):
+    import mlflow
+    import mlflow.sklearn
+
+    from jobs.data import canonical_csv
+    from jobs.model import build_model
+    from jobs.registry import Registry
+
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("ABALONE_ENV", "dev")
+    frame = make_abalone(400, seed=31)
+    model = build_model(None).fit(frame[list(FEATURES)], frame["rings"])
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_experiment("abalone-handlers-test")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+    registry = Registry(mlflow_server)
+    version = registry.register(
+        info.model_uri,
+        run_id=run.info.run_id,
+        model_id=info.model_id,
+        tags={"dataset_version": "ds-handlertest", "test_rmse": "9.900000"},
+    )
+    before = registry.aliases()
+    event = {
+        "context": {"stack": "dev", "data_bucket": "gate-lake"},
+        "validation": {"Result": {"status": "accepted", "dataset_version": "ds-handlertest"}},
+        "model_version": version,
+    }
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="gate-lake")
+        s3.put_object(
+            Bucket="gate-lake",
+            Key="curated/ds-handlertest/test.csv",
+            Body=canonical_csv(frame.iloc[:120]),
+        )
+        out = handlers.gate_handler(event, None)
+
+    assert out["decision"] == "reject" and not out["passed"]
+    assert any(
+        r.startswith("FAIL rmse_ceiling: test rmse 9.9000 > ceiling 2.30") for r in out["reasons"]
+    )
+    tags = registry.tags(version)
+    assert tags["gate.decision"] == "reject" and tags["gate.predeploy"] == "failed"
+    assert "rmse_ceiling" in tags["gate.reasons"] and tags["gate.rule.rmse_ceiling"] == "failed"
+    after = registry.aliases()
+    assert (after.champion, after.previous) == (before.champion, before.previous)
+    assert after.challenger == before.challenger
