@@ -203,6 +203,7 @@ def cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_dev_gate_promotes_first_then_rejects_a_worse_candidate(cli_env, tmp_path):
     _, version = cli_env
     dev = load_settings("dev")
@@ -232,6 +233,7 @@ def test_dev_gate_promotes_first_then_rejects_a_worse_candidate(cli_env, tmp_pat
     assert reg.alias("champion") == v1 and reg.alias("challenger") == worse
 
 
+@pytest.mark.slow
 def test_prd_waits_for_approval_then_promotes_and_rolls_back(cli_env, tmp_path):
     _, version = cli_env
     prd = load_settings("prd")
@@ -268,6 +270,7 @@ def test_cli_errors_are_one_line_exit_2(cli_env):
     assert res.exit_code == 2 and "no version 999" in res.stderr
 
 
+@pytest.mark.slow
 def test_ui_serves_the_store_with_gate_tags(cli_env):
     del cli_env
     port = free_port()

@@ -144,6 +144,7 @@ def check_trained(uri: str, work: Path, version_tag: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_job_against_mlflow_server_registers_challenger(dataset, mlflow_server, tmp_path):
     channel, version = dataset
     before = versions(mlflow_server)
@@ -167,6 +168,7 @@ def test_job_against_mlflow_server_registers_challenger(dataset, mlflow_server, 
     assert out.returncode == 0 and out.stdout.strip() == "7", out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_launcher_against_sqlite_keeps_artifacts_under_home(dataset, sqlite_settings, tmp_path):
     from jobs.train import Channels, run_subprocess
 
