@@ -64,6 +64,8 @@ import pytest
 
 from components.pipeline_definition import build_definition
 
+pytestmark = pytest.mark.slow
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 REPO = Path(__file__).resolve().parents[2]

@@ -270,6 +270,7 @@ def test_golden_rows_are_eight_features():
 # ---- the gate's rejection path against a real MLflow server and moto S3 ------------------------
 
 
+@pytest.mark.slow
 def test_gate_rejects_above_the_ceiling_tags_why_and_moves_nothing(mlflow_server, monkeypatch):
     import mlflow
     import mlflow.sklearn
