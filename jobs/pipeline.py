@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from jobs.errors import RejectedError
@@ -125,7 +126,9 @@ def run_pipeline(
     result.model_dir = trained.model_dir
 
     step(f"system test and promotion gate for version {result.model_version}")
-    decision, aliases = reevaluate(settings, result.model_version)
+    decision, aliases = reevaluate(
+        settings, result.model_version, model_dir=Path(trained.model_dir)
+    )
     result.gate = decision.to_dict()
     registry = Registry.from_settings(settings)
     result.champion_version = registry.alias(CHAMPION)
