@@ -598,34 +598,39 @@ def compile_fast_path(
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     """A numpy-only equivalent of ``pipeline.predict(frame)`` or ``None`` when not applicable.
 
-    Applies to a ``Pipeline`` whose first step is a fitted dense ``ColumnTransformer`` made of a
-    ``OneHotEncoder`` on ``sex`` and ``StandardScaler``/``MinMaxScaler``/``"passthrough"``/``"drop"``
-    on measurement columns; later steps are called as sklearn would call them (with finiteness
-    checks skipped: inputs were validated). The result is compared with ``pipeline.predict`` on
-    probe rows and discarded unless every prediction is bit-identical.
+    Applies to a ``Pipeline`` whose first step is ``jobs.model.AbaloneFeatures`` or a fitted dense
+    ``ColumnTransformer`` made of a ``OneHotEncoder`` on ``sex`` and ``StandardScaler``/
+    ``MinMaxScaler``/``"passthrough"``/``"drop"`` on measurement columns. Later steps: scalers are
+    replicated in numpy, known estimators (TransformedTargetRegressor, VotingRegressor, SVR,
+    MLPRegressor, linear models) are called without their per-call input validation, anything
+    else through its own ``transform``/``predict`` (finiteness checks skipped: inputs were
+    validated). The result is compared with ``pipeline.predict`` on probe rows; a path that is
+    not bit-identical is discarded (first the deep one, then the shallow one).
     """
-    try:
-        fast = _build_fast_path(pipeline)
-    except Exception as err:  # an unexpected structure is not an error: use the slow path
-        log.info("fast path not built (%s: %s); using Pipeline.predict", type(err).__name__, err)
-        return None
-    if fast is None:
-        return None
-    try:
-        ok = _same_predictions(pipeline, fast)
-    except Exception as err:
-        log.warning("fast path self-check failed (%s); using Pipeline.predict", err)
-        return None
-    if not ok:
-        log.warning("fast path differs from Pipeline.predict; using Pipeline.predict")
-        return None
-    return fast
+    for deep in (True, False):  # deep: estimators compiled too; shallow: their own predict()
+        try:
+            fast = _build_fast_path(pipeline, deep=deep)
+        except Exception as err:  # an unexpected structure is not an error: use the slow path
+            log.info("fast path not built (%s: %s)", type(err).__name__, err)
+            continue
+        if fast is None:
+            return None
+        try:
+            if _same_predictions(pipeline, fast):
+                fast.deep = deep  # type: ignore[attr-defined]  # which variant (tests, logs)
+                return fast
+            log.warning("fast path (deep=%s) differs from Pipeline.predict; not used", deep)
+        except Exception as err:
+            log.warning("fast path (deep=%s) self-check failed (%s); not used", deep, err)
+    return None
 
 
 Head = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _build_fast_path(pipeline: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+def _build_fast_path(
+    pipeline: Any, deep: bool = True
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     import sklearn
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -649,14 +654,67 @@ def _build_fast_path(pipeline: Any) -> Callable[[np.ndarray, np.ndarray], np.nda
         else:
             transforms.append(step.transform)
 
+    final_predict = (_compile_estimator(final) if deep else None) or final.predict
+
     def predict(sex: np.ndarray, numeric: np.ndarray) -> np.ndarray:
         x = head(sex, numeric)
         with sklearn.config_context(assume_finite=True):
             for transform in transforms:
                 x = transform(x)
-            return final.predict(x)
+            return final_predict(x)
 
     return predict
+
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def _compile_estimator(est: Any) -> Predictor | None:
+    """``est.predict`` minus the per-call input validation, for estimators whose predict is a thin
+    shell around a documented computation; ``None`` for anything else. Each replica mirrors the
+    scikit-learn source of ``predict`` (checked against 1.9) and is verified bit-for-bit at load."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.ensemble import VotingRegressor
+    from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.svm import SVR, NuSVR
+
+    kind = type(est)
+    if kind is TransformedTargetRegressor:
+        inner = _compile_estimator(est.regressor_) or est.regressor_.predict
+        transformer = est.transformer_
+        if type(transformer) is FunctionTransformer and not transformer.validate:
+            func = transformer.inverse_func or (lambda y: y)
+            kwargs = transformer.inv_kw_args or {}
+
+            def inverse(y: np.ndarray) -> np.ndarray:
+                return func(y, **kwargs)
+        else:
+            inverse = transformer.inverse_transform
+        squeeze = getattr(est, "_training_dim", None) == 1
+
+        def ttr(x: np.ndarray) -> np.ndarray:
+            pred = inner(x)
+            out = inverse(pred.reshape(-1, 1) if pred.ndim == 1 else pred)
+            if squeeze and out.ndim == 2 and out.shape[1] == 1:
+                out = out.squeeze(axis=1)
+            return out
+
+        return ttr
+    if kind is VotingRegressor:
+        parts = [_compile_estimator(e) or e.predict for e in est.estimators_]
+        weights = est._weights_not_none
+        return lambda x: np.average(np.asarray([p(x) for p in parts]).T, axis=1, weights=weights)
+    if kind in (SVR, NuSVR) and not est._sparse and not callable(est.kernel):
+        dense_predict = est._dense_predict
+        return lambda x: dense_predict(np.ascontiguousarray(x, dtype=np.float64))
+    if kind is MLPRegressor:
+        return lambda x: est._predict(x, check_input=False)
+    if kind in (LinearRegression, Ridge, Lasso, ElasticNet) and np.ndim(est.coef_) == 1:
+        coef, intercept = est.coef_, est.intercept_
+        return lambda x: x @ coef.T + intercept
+    return None
 
 
 def _compile_head(step: Any) -> Head | None:

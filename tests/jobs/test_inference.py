@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingRegressor, VotingRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -22,6 +25,7 @@ from sklearn.preprocessing import (
     PolynomialFeatures,
     StandardScaler,
 )
+from sklearn.svm import SVR
 
 from jobs import inference
 from jobs.errors import UsageError
@@ -338,14 +342,51 @@ FAST_CASES = {
         False,
     ),
     "constant": (lambda: Pipeline([("pre", _pre()), ("reg", DummyRegressor())]), True),
+    "clipped voting ensemble (svr, mlp, ridge)": (
+        lambda: Pipeline(
+            [
+                ("pre", _pre()),
+                ("scale", StandardScaler()),
+                (
+                    "reg",
+                    TransformedTargetRegressor(
+                        regressor=VotingRegressor(
+                            [
+                                ("svr", SVR(C=3.0)),
+                                (
+                                    "mlp",
+                                    MLPRegressor(
+                                        hidden_layer_sizes=(8,), max_iter=300, random_state=0
+                                    ),
+                                ),
+                                ("ridge", Ridge()),
+                            ]
+                        ),
+                        transformer=FunctionTransformer(
+                            inverse_func=np.clip,
+                            inv_kw_args={"a_min": 1.0, "a_max": 29.0},
+                            check_inverse=False,
+                        ),
+                        check_inverse=False,
+                    ),
+                ),
+            ]
+        ),
+        True,
+    ),
 }
+DEEP = {"default model (jobs.model)", "linear", "clipped voting ensemble (svr, mlp, ridge)"}
 
 
 @pytest.mark.parametrize("name", list(FAST_CASES))
 def test_fast_path_is_bit_identical_or_absent(tmp_path, name):
     factory, has_fast = FAST_CASES[name]
-    loaded = model_fn(make_model_dir(tmp_path / "m", factory(), n=400))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        loaded = model_fn(make_model_dir(tmp_path / "m", factory(), n=400))
     assert (loaded.fast_path is not None) is has_fast
+    if name in DEEP:  # estimators compiled (no per-call validation) and still bit-identical
+        assert loaded.fast_path.deep
     frame = make_abalone(1500, seed=11)
     parsed = input_fn(csv_text(frame), CSV)
     served = predict_fn(parsed, loaded).rings
