@@ -746,3 +746,128 @@ def promote_handler(event: Any, context: Any = None) -> dict[str, Any]:
         "previous_version": registry.alias(PREVIOUS),
         "model_data_url": ev.training.model_data_url if ev.training else None,
     }
+
+
+# ---- scheduled drift job (DESIGN §7) --------------------------------------------------------------
+
+
+class DriftEvent(_Lenient):
+    """What the EventBridge Scheduler schedule sends (``{"source": "schedule", "retrain": true}``);
+    every field is optional."""
+
+    source: str | None = None
+    retrain: bool = False
+    since: str | None = Field(default="24h", max_length=40)
+    capture: str | None = None
+    reference: str | None = None
+
+    @field_validator("capture")
+    @classmethod
+    def _capture(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("s3://"):
+            raise ValueError(f"must be an s3:// capture prefix, got {v!r}")
+        return v
+
+
+def latest_upload(lake: Any) -> tuple[str, str] | None:
+    """``(bucket, key)`` of the batch behind the newest accepted dataset, as uploaded under ``raw/``
+    (the key that starts the pipeline; the ingest's own ``raw/<ingest_id>/`` copies are ignored)."""
+    from jobs.errors import StorageError
+
+    try:
+        latest = json.loads(lake.get_bytes("curated/LATEST.json"))
+        manifest = json.loads(lake.get_bytes(f"curated/{latest['dataset_version']}/manifest.json"))
+    except (StorageError, KeyError, ValueError) as err:
+        log.warning("no validated dataset to retrain on: %s", err)
+        return None
+    source = urlparse(str(manifest.get("source") or ""))
+    if source.scheme != "s3" or not source.path.strip("/"):
+        log.warning("the latest dataset's source %r is not an S3 upload", manifest.get("source"))
+        return None
+    return source.netloc, source.path.lstrip("/")
+
+
+def drift_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Compare the endpoint's data capture with the champion's training profile (``abalone
+    monitor``), store the report under ``monitoring/`` in the reports bucket, publish ``DriftScore``
+    (largest PSI) to CloudWatch, and with ``retrain`` start the pipeline on the latest validated
+    batch when drift is found.
+
+    Environment: ``ABALONE_CAPTURE_URI``, ``ABALONE_REPORTS``, ``MLFLOW_TRACKING_URI`` (required);
+    ``ABALONE_METRIC_NAMESPACE``, ``ABALONE_STATE_MACHINE_ARN``, ``ABALONE_LAKE`` (default: the
+    capture's bucket), ``ABALONE_ENV``.
+    """
+    import boto3
+
+    from jobs.monitor import monitor
+    from jobs.settings import load_settings
+    from jobs.storage import open_store
+
+    ev = parse_event(DriftEvent, event, "drift_handler")
+    environ = os.environ
+    capture = ev.capture or environ.get("ABALONE_CAPTURE_URI")
+    reports = environ.get("ABALONE_REPORTS")
+    tracking = environ.get("MLFLOW_TRACKING_URI")
+    missing = [
+        name
+        for name, value in (
+            ("ABALONE_CAPTURE_URI", capture),
+            ("ABALONE_REPORTS", reports),
+            ("MLFLOW_TRACKING_URI", tracking),
+        )
+        if not value
+    ]
+    if missing:
+        raise UsageError(f"drift_handler: {', '.join(missing)} not set on the function")
+    capture, reports, tracking = str(capture), str(reports), str(tracking)
+    lake = environ.get("ABALONE_LAKE") or f"s3://{urlparse(capture).netloc}"
+    home = Path(environ.get("ABALONE_HOME") or Path(tempfile.gettempdir()) / "abalone")
+    settings = load_settings(
+        environ.get("ABALONE_ENV") or "dev",  # type: ignore[arg-type]
+        environ={},
+        home=home,
+        lake=lake,
+        reports=reports,
+        tracking_uri=tracking,
+    )
+    try:
+        outcome = monitor(settings, capture=capture, since=ev.since, reference=ev.reference)
+    except SourceError as err:
+        if "no capture found" not in str(err):
+            raise
+        log.info("drift job: %s", err)
+        return {"status": "no_data", "drift": False, "score": None, "message": str(err)}
+    summary = outcome.summary
+    run_id = summary["run_id"]
+    target = open_store(reports).put_tree(f"monitoring/{run_id}", settings.monitoring_dir / run_id)
+    score = summary.get("score")
+    namespace = environ.get("ABALONE_METRIC_NAMESPACE")
+    if namespace and score is not None:
+        boto3.client("cloudwatch").put_metric_data(
+            Namespace=namespace,
+            MetricData=[{"MetricName": "DriftScore", "Value": float(score), "Unit": "None"}],
+        )
+    retrain: dict[str, Any] = {"started": False}
+    machine = environ.get("ABALONE_STATE_MACHINE_ARN")
+    if outcome.drifting and ev.retrain:
+        upload = latest_upload(open_store(lake))
+        if not machine:
+            retrain["reason"] = "ABALONE_STATE_MACHINE_ARN not set"
+        elif upload is None:
+            retrain["reason"] = "no validated batch to retrain on"
+        else:
+            bucket, key = upload
+            arn = boto3.client("stepfunctions").start_execution(
+                stateMachineArn=machine, input=json.dumps({"bucket": bucket, "key": key})
+            )["executionArn"]
+            retrain = {"started": True, "execution_arn": arn, "source": f"s3://{bucket}/{key}"}
+    return {
+        "status": summary["status"],
+        "drift": bool(summary["drift"]),
+        "score": score,
+        "message": summary.get("message"),
+        "drifting_features": summary.get("drifting_features"),
+        "rows": summary["capture"]["rows"],
+        "report": f"{target}/report.html",
+        "retrain": retrain,
+    }

@@ -322,3 +322,118 @@ def test_gate_rejects_above_the_ceiling_tags_why_and_moves_nothing(mlflow_server
     after = registry.aliases()
     assert (after.champion, after.previous) == (before.champion, before.previous)
     assert after.challenger == before.challenger
+
+
+# ---- the scheduled drift job ----------------------------------------------------------------------
+
+
+def _sagemaker_capture(frame, predictions) -> bytes:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    body = frame[list(FEATURES)].to_csv(index=False, header=False, lineterminator="\n")
+    out = json.dumps({"predictions": [{"rings": float(p)} for p in predictions]})
+    record = {
+        "captureData": {
+            "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": body,
+                              "encoding": "CSV"},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                               "data": out, "encoding": "JSON"},
+        },
+        "eventMetadata": {"eventId": "e1", "inferenceTime": now},
+        "eventVersion": "0",
+    }  # fmt: skip
+    return (json.dumps(record) + "\n").encode()
+
+
+@pytest.fixture
+def drift_env(monkeypatch, tmp_path):
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        from jobs.profile import build_profile
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for bucket in ("drift-data", "drift-reports"):
+            s3.create_bucket(Bucket=bucket)
+        machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
+            name="abalone-dev-pipeline",
+            definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )["stateMachineArn"]
+        reference = make_abalone(600, seed=41)
+        profile = build_profile(reference[list(FEATURES)], reference["rings"].to_numpy(float))
+        s3.put_object(Bucket="drift-reports", Key="ref/profile.json", Body=json.dumps(profile))
+        s3.put_object(
+            Bucket="drift-data",
+            Key="curated/LATEST.json",
+            Body=json.dumps({"dataset_version": "ds-drift"}),
+        )
+        s3.put_object(
+            Bucket="drift-data",
+            Key="curated/ds-drift/manifest.json",
+            Body=json.dumps({"source": "s3://drift-data/raw/20261126-uploaded.csv"}),
+        )
+        env = {
+            "ABALONE_CAPTURE_URI": "s3://drift-data/capture/",
+            "ABALONE_REPORTS": "s3://drift-reports",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # unused: the reference is a JSON file
+            "ABALONE_METRIC_NAMESPACE": "Abalone/dev",
+            "ABALONE_STATE_MACHINE_ARN": machine,
+            "ABALONE_HOME": str(tmp_path / "home"),
+            "ABALONE_ENV": "dev",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield s3, machine
+
+
+def test_drift_job_reports_publishes_the_score_and_retrains(drift_env):
+    s3, machine = drift_env
+    event = {
+        "source": "schedule",
+        "retrain": True,
+        "reference": "s3://drift-reports/ref/profile.json",
+    }
+    assert handlers.drift_handler(event, None)["status"] == "no_data"
+
+    live = make_abalone(300, seed=42)
+    for col in ("whole_weight", "shucked_weight", "viscera_weight", "shell_weight"):
+        live[col] = live[col] * 1.5  # heavier animals than the model was trained on
+    s3.put_object(
+        Bucket="drift-data",
+        Key="capture/abalone-dev-endpoint/AllTraffic/2026/11/26/18/a.jsonl",
+        Body=_sagemaker_capture(live, live["rings"]),
+    )
+    out = handlers.drift_handler(event, None)
+    assert out["drift"] is True and out["rows"] == 300
+    assert "whole_weight" in out["drifting_features"]
+    run_keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket="drift-reports", Prefix="monitoring/")["Contents"]
+    ]
+    assert out["report"].startswith("s3://drift-reports/monitoring/")
+    assert any(k.endswith("/report.html") for k in run_keys)
+    assert any(k.endswith("/summary.json") for k in run_keys)
+    metrics = boto3.client("cloudwatch", region_name="us-east-1").list_metrics(
+        Namespace="Abalone/dev"
+    )["Metrics"]
+    assert [m["MetricName"] for m in metrics] == ["DriftScore"]
+    assert out["retrain"]["started"] and out["retrain"]["source"] == (
+        "s3://drift-data/raw/20261126-uploaded.csv"
+    )
+    (execution,) = boto3.client("stepfunctions", region_name="us-east-1").list_executions(
+        stateMachineArn=machine
+    )["executions"]
+    assert execution["executionArn"] == out["retrain"]["execution_arn"]
+
+
+def test_drift_job_rejects_malformed_events_and_missing_environment(drift_env, monkeypatch):
+    with pytest.raises(UsageError, match="drift_handler: bad event field capture"):
+        handlers.drift_handler({"capture": "/var/capture"}, None)
+    with pytest.raises(UsageError, match="drift_handler: bad event field retrain"):
+        handlers.drift_handler({"retrain": "sometimes"}, None)
+    monkeypatch.delenv("ABALONE_REPORTS")
+    with pytest.raises(UsageError, match="ABALONE_REPORTS not set"):
+        handlers.drift_handler({}, None)
