@@ -11,10 +11,12 @@ directory, run as subprocesses on loopback with one worker each, and get the sam
 temporary ``ABALONE_HOME``), so its figures include the capture cost.
 
 Measured per server: sequential single-row latency (p50/p99 after a warm-up; stdlib keep-alive
-client), a 100-row batch's latency, and throughput with 8 and 32 concurrent keep-alive
-connections (a small asyncio HTTP/1.1 client; bounded by request count and time). The client
-runs in this process and shares the machine's cores with the server, so note the load average
-printed with the table.
+client), a 100-row batch's latency, throughput with 8 and 32 concurrent keep-alive connections
+(a small asyncio HTTP/1.1 client; bounded by request count and time), and the server's CPU time
+per request during those runs (process tree, via psutil: a figure that background load barely
+moves). Both servers run at once and are measured in alternating rounds, medians reported, so
+they share the same background load; the client runs in this process on the same cores, so
+note the load average printed with the table.
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ def wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float = 12
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[None]:
+def running(
+    cmd: list[str], port: int, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen]:
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
         try:
             wait_ready(port, proc, log)
-            yield
+            yield proc
         finally:
             proc.terminate()
             try:
@@ -189,21 +193,53 @@ def throughput(
     return {"rps": state["ok"] / elapsed, "ok": state["ok"], "errors": state["errors"]}
 
 
-def measure(name: str, port: int, singles: list[bytes], batch: bytes, args) -> dict:
-    print(f"measuring {name} ...", flush=True)
-    times = sequential(port, singles, args.requests, warmup=50)
-    batch_times = sequential(port, [batch], args.batch_requests, warmup=5)
-    out = {
-        "single_p50_ms": float(np.percentile(times, 50)),
-        "single_p99_ms": float(np.percentile(times, 99)),
-        "batch100_p50_ms": float(np.percentile(batch_times, 50)),
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server process and its children (MLflow forks its workers)."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure(servers: dict[str, tuple[int, int]], singles, batch, args) -> dict[str, dict]:
+    """Alternate the servers round by round (A, B, A, B, ...) so both see the same background
+    load, and report the median over rounds."""
+    rounds: dict[str, dict[str, list[float]]] = {name: {} for name in servers}
+
+    def add(name: str, key: str, value: float) -> None:
+        rounds[name].setdefault(key, []).append(value)
+
+    for port, _pid in servers.values():  # warm-up
+        sequential(port, singles, 0, warmup=100)
+        sequential(port, [batch], 0, warmup=5)
+    per_round = max(1, args.requests // args.rounds)
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds} ...", flush=True)
+        for name, (port, pid) in servers.items():
+            times = sequential(port, singles, per_round, warmup=5)
+            add(name, "single_p50_ms", float(np.percentile(times, 50)))
+            add(name, "single_p99_ms", float(np.percentile(times, 99)))
+            batch_times = sequential(port, [batch], max(1, args.batch_requests // args.rounds), 1)
+            add(name, "batch100_p50_ms", float(np.percentile(batch_times, 50)))
+            for c in args.concurrency:
+                cpu_before = cpu_seconds(pid)
+                res = throughput(port, singles, c, args.max_requests, args.seconds)
+                cpu = cpu_seconds(pid) - cpu_before
+                add(name, f"rps_c{c}", res["rps"])
+                add(name, f"cpu_ms_per_req_c{c}", 1000 * cpu / max(res["ok"], 1))
+                if res["errors"]:
+                    add(name, f"errors_c{c}", res["errors"])
+    return {
+        name: {key: float(np.median(values)) for key, values in figures.items()}
+        for name, figures in rounds.items()
     }
-    for c in args.concurrency:
-        res = throughput(port, singles, c, args.max_requests, args.seconds)
-        out[f"rps_c{c}"] = res["rps"]
-        if res["errors"]:
-            out[f"errors_c{c}"] = res["errors"]
-    return out
 
 
 def main() -> None:
@@ -214,8 +250,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="sequential single-row requests")
     parser.add_argument("--batch-requests", type=int, default=50, help="100-row requests")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--max-requests", type=int, default=3000, help="per throughput run")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--max-requests", type=int, default=2000, help="per throughput run")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per throughput run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
     if not args.model_uri and not Path(args.data).is_file():
@@ -225,7 +262,6 @@ def main() -> None:
     rows = sample_rows(args, 200)
     singles = [split_body(rows.iloc[[i]]) for i in range(len(rows))]
     batch = split_body(rows.head(100))
-    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="abalone-bench-") as tmp:
         workdir = Path(tmp)
         model_dir = build_model_dir(args, workdir)
@@ -235,18 +271,21 @@ def main() -> None:
             sys.executable, "-m", "jobs", "serve", "--model", str(model_dir),
             "--port", str(ours_port),
         ]  # fmt: skip
-        with running(ours_cmd, ours_port, ours_env, workdir / "ours.log"):
-            results["abalone serve"] = measure("abalone serve", ours_port, singles, batch, args)
-        captured = sum(1 for _ in (workdir / "home" / "capture").rglob("*.jsonl"))
         mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
         mlflow_cmd = [
             mlflow_bin, "models", "serve", "-m", str(model_dir), "--env-manager", "local",
             "-h", "127.0.0.1", "-p", str(mlflow_port),
         ]  # fmt: skip
-        with running(mlflow_cmd, mlflow_port, env, workdir / "mlflow.log"):
-            results["mlflow models serve"] = measure(
-                "mlflow models serve", mlflow_port, singles, batch, args
-            )
+        with (
+            running(ours_cmd, ours_port, ours_env, workdir / "ours.log") as ours_proc,
+            running(mlflow_cmd, mlflow_port, env, workdir / "mlflow.log") as mlflow_proc,
+        ):
+            servers = {
+                "abalone serve": (ours_port, ours_proc.pid),
+                "mlflow models serve": (mlflow_port, mlflow_proc.pid),
+            }
+            results = measure(servers, singles, batch, args)
+        captured = sum(1 for _ in (workdir / "home" / "capture").rglob("*.jsonl"))
 
     ours, theirs = results["abalone serve"], results["mlflow models serve"]
     labels = {
@@ -254,11 +293,13 @@ def main() -> None:
         "single_p99_ms": "single-row p99 (ms)",
         "batch100_p50_ms": "100-row batch p50 (ms)",
         **{f"rps_c{c}": f"throughput c={c} (req/s)" for c in args.concurrency},
+        **{f"cpu_ms_per_req_c{c}": f"server CPU/req c={c} (ms)" for c in args.concurrency},
     }
     load = os.getloadavg()
     print(
         f"\ncores: {os.cpu_count()}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
-        f"{args.requests} sequential requests; capture files written by ours: {captured}"
+        f"{args.requests} sequential requests in {args.rounds} alternating rounds (medians); "
+        f"capture files written by ours: {captured}"
     )
     print(f"{'figure':<28}{'abalone serve':>15}{'mlflow serve':>15}{'ours/mlflow':>13}")
     for key, label in labels.items():
