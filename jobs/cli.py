@@ -248,6 +248,28 @@ def print_run_summary(result: dict) -> None:
         )
 
 
+def _run_on_aws(source: str, stack: str, *, direct: bool, as_json: bool) -> None:
+    """Submit a batch to a deployed stack's pipeline and follow the execution to its end."""
+    from jobs.aws import launcher
+
+    resources = launcher.resolve_stack(stack)
+    submitted = launcher.submit(resources, source, direct=direct)
+    if not as_json:
+        where = f"s3://{submitted.bucket}/{submitted.key}"
+        console.print(
+            f"{'uploaded to' if submitted.uploaded else 'started on'} {where}; "
+            f"execution {submitted.execution_arn}",
+            highlight=False,
+        )
+    done = launcher.follow(submitted.execution_arn, on_step=None if as_json else print_aws_step)
+    if as_json:
+        print_json(done.to_dict())
+    else:
+        print_execution_status(done)
+    if not done.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 @handle_errors
 def run(
@@ -255,13 +277,35 @@ def run(
     env: EnvOption = "dev",
     as_json: JsonOption = False,
     refresh: Annotated[bool, typer.Option(help="Re-download a cached URL source.")] = False,
+    target: Annotated[
+        str, typer.Option("--target", help="local (this machine) or aws (a deployed stack).")
+    ] = "local",
+    stack: Annotated[
+        str, typer.Option("--stack", help="With --target aws: the Pulumi stack to run on.")
+    ] = "dev",
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct",
+            help="With --target aws: SRC is already an s3:// object in the data bucket; "
+            "start an execution on it instead of uploading to raw/.",
+        ),
+    ] = False,
 ) -> None:
     """The main job: ingest → validate → train → evaluate → register → gate → promote.
 
     Exit codes: 0 promoted, 1 rejected (data or gate) or awaiting approval, 2 usage/source/service error.
     """
-    from jobs.pipeline import run_pipeline
     from jobs.settings import UCI_ABALONE_URL
+
+    if target == "aws":
+        _run_on_aws(source or UCI_ABALONE_URL, stack, direct=direct, as_json=as_json)
+        return
+    if target != "local":
+        from jobs.errors import UsageError
+
+        raise UsageError(f"--target {target!r}: choose local or aws")
+    from jobs.pipeline import run_pipeline
 
     settings = _settings(env)
     try:
@@ -496,13 +540,27 @@ def serve(
 @handle_errors
 def ui(
     port: Annotated[int, typer.Option("--port", help="Loopback port for the MLflow UI.")] = 5000,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            "--stack", help="Print a presigned URL of a deployed stack's MLflow UI instead."
+        ),
+    ] = None,
 ) -> None:
-    """Start `mlflow server` on 127.0.0.1 over the local store; runs until Ctrl-C."""
+    """Start `mlflow server` on 127.0.0.1 over the local store; runs until Ctrl-C.
+
+    With --stack, print a presigned URL of that AWS stack's managed MLflow UI (valid 5 minutes).
+    """
     import socket
     import subprocess
 
     from jobs.errors import ServiceError, UsageError
 
+    if stack is not None:
+        from jobs.aws import launcher
+
+        out.print(launcher.mlflow_ui_url(launcher.resolve_stack(stack)), soft_wrap=True)
+        return
     settings = _settings("dev")
     uri = settings.tracking_uri
     if uri.startswith(("http://", "https://")):
