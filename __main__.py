@@ -22,7 +22,7 @@ def read_config(stack: str | None = None) -> StackConfig:
 
 def main() -> None:
     config = read_config()
-    check_deploy_inputs(config.seed_model_path)
+    check_deploy_inputs(config.seed_model_path, lambda_image_uri=config.lambda_image_uri)
     build(config, program_assets(config.seed_model_path))
 
 

@@ -9,6 +9,7 @@ Graph::
     ├── (code objects)      sourcedir.tar.gz (SageMaker script mode), seed model
     ├── ModelEndpoint (2) staging and production endpoints (data capture, prd autoscaling,
     │                       blue/green with auto-rollback)
+    ├── (ECR repository)    private image repository of the Lambda container image
     ├── TrainingPipeline    state machine, gate/system-test/approval/promote Lambdas, SNS,
     │                       EventBridge trigger on raw/
     ├── Monitoring          dashboard, alarms → SNS, scheduled drift job
@@ -30,6 +31,7 @@ from components.config import StackConfig
 from components.data_lake import DataLake, DataLakeArgs
 from components.data_quality_etl import DataQualityEtl, DataQualityEtlArgs
 from components.delivery import Delivery, DeliveryArgs
+from components.image_repository import ImageRepositoryArgs, image_repository
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.packaging import ProgramAssets
@@ -55,6 +57,7 @@ class AbaloneMlops(pulumi.ComponentResource):
     production: ModelEndpoint
     pipeline: TrainingPipeline
     monitoring: Monitoring
+    image_repository: aws.ecr.Repository
     delivery: Delivery | None
     outputs: dict[str, pulumi.Output]
 
@@ -175,6 +178,21 @@ class AbaloneMlops(pulumi.ComponentResource):
             target_invocations_per_instance=cfg.autoscaling_target_invocations,
             blue_green=cfg.blue_green,
         )
+        self.image_repository = image_repository(
+            self,
+            f"{name}-lambda-images",
+            ImageRepositoryArgs(
+                stack=cfg.stack,
+                region=cfg.region,
+                account_id=args.account_id,
+                force_delete=cfg.force_destroy_buckets,
+                tags=tags,
+            ),
+        )
+        image_repository_url = pulumi.Output.concat(
+            args.account_id, f".dkr.ecr.{cfg.region}.amazonaws.com/", self.image_repository.name
+        )
+        lambda_image_uri = cfg.lambda_image_uri or None
         self.pipeline = TrainingPipeline(
             f"{name}-pipeline",
             TrainingPipelineArgs(
@@ -193,6 +211,7 @@ class AbaloneMlops(pulumi.ComponentResource):
                 code_uri=code_uri,
                 code=args.assets.code,
                 dependencies=args.assets.lambda_dependencies,
+                lambda_image_uri=lambda_image_uri,
                 training_image_uri=cfg.training_image_uri,
                 inference_image_uri=cfg.inference_image_uri,
                 training_instance_type=cfg.training_instance_type,
@@ -225,9 +244,11 @@ class AbaloneMlops(pulumi.ComponentResource):
                 data_bucket_arn=lake.data_bucket_arn,
                 reports_bucket=lake.reports_bucket,
                 reports_bucket_arn=lake.reports_bucket_arn,
+                artifacts_bucket_arn=lake.artifacts_bucket_arn,
                 tracking_server_arn=self.tracking.arn,
                 code=args.assets.code,
                 layer_arn=self.pipeline.layer_arn,
+                lambda_image_uri=lambda_image_uri,
                 drift_psi_threshold=cfg.drift_psi_threshold,
                 drift_schedule=cfg.drift_schedule,
                 latency_p99_alarm_ms=cfg.latency_p99_alarm_ms,
@@ -275,6 +296,7 @@ class AbaloneMlops(pulumi.ComponentResource):
             "stagingEndpoint": self.staging.endpoint_name,
             "productionEndpoint": self.production.endpoint_name,
             "dashboardUrl": self.monitoring.dashboard_url,
+            "lambdaImageRepositoryUrl": image_repository_url,
         }
         if self.delivery is not None:
             self.outputs["deliveryPipeline"] = self.delivery.pipeline_name

@@ -17,6 +17,11 @@ from pydantic.alias_generators import to_camel
 
 PROJECT = "abalone-mlops"
 CONFIG_NAMESPACE = "abalone-mlops"
+#: ``""`` or ``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` (or ``@sha256:<digest>``).
+LAMBDA_IMAGE_PATTERN = (
+    r"^$|^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+"
+    r"(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})$"
+)
 
 
 class ConfigError(ValueError):
@@ -59,6 +64,9 @@ class StackConfig(BaseModel):
     blue_green: bool
     capture_sampling_percentage: int = Field(ge=0, le=100)
     seed_model_path: str = Field(min_length=1)
+    # Lambda packaging: "" = zip + layer (build/lambda-layer), else a container image URI in the
+    # stack's ECR repository (components/lambda_image/Dockerfile; see README "Deploy to AWS")
+    lambda_image_uri: str = Field(pattern=LAMBDA_IMAGE_PATTERN)
     # pipeline and gate
     require_approval: bool
     approval_timeout_hours: int = Field(ge=1, le=24 * 30)
@@ -80,6 +88,8 @@ class StackConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
+        if self.lambda_image_uri and f".dkr.ecr.{self.region}." not in self.lambda_image_uri:
+            raise ValueError("lambdaImageUri must be an ECR image in the stack's region")
         if self.autoscaling_max_capacity < self.endpoint_instance_count:
             raise ValueError("autoscalingMaxCapacity must be ≥ endpointInstanceCount")
         if self.delivery_enabled:

@@ -47,9 +47,6 @@ DEPLOY_BUILDSPEC = dedent(
           - curl -fsSL https://get.pulumi.com | sh
           - export PATH="$HOME/.pulumi/bin:$PATH"
           - python -m venv .venv && . .venv/bin/activate && pip install -e .
-          - >-
-            pip install -r components/lambda-requirements.txt --target build/lambda-layer/python
-            --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.11
       build:
         commands:
           - export PATH="$HOME/.pulumi/bin:$PATH" && . .venv/bin/activate
@@ -61,6 +58,14 @@ DEPLOY_BUILDSPEC = dedent(
           - export AWS_SESSION_TOKEN=$(echo "$creds" | python -c 'import json,sys; print(json.load(sys.stdin)["SessionToken"])')
           - if [ -n "$PULUMI_BACKEND_URL" ]; then pulumi login "$PULUMI_BACKEND_URL"; fi
           - pulumi stack select "$STACK"
+          # the Lambda functions run the image named by lambdaImageUri (built and pushed from
+          # components/lambda_image/Dockerfile); only without it is the zip layer built here
+          - python -m components.packaging
+          - >-
+            if [ -z "$(pulumi config get lambdaImageUri 2>/dev/null)" ]; then
+            pip install -r components/lambda-requirements.txt -c build/lambda-constraints.txt
+            --target build/lambda-layer/python --platform manylinux_2_28_x86_64
+            --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12; fi
           - >-
             aws s3 cp "s3://$(pulumi stack output artifactsBucket)/serving/seed/model.tar.gz"
             build/seed-model.tar.gz

@@ -29,6 +29,53 @@ def metric_namespace(stack: str) -> str:
     return f"Abalone/{stack}"
 
 
+def drift_statements(args: MonitoringArgs, namespace: str) -> list[dict]:
+    """What ``jobs.aws.handlers.drift_handler`` does on AWS, one statement per need:
+
+    - list and read the endpoint's data capture (``capture/`` in the data bucket);
+    - read ``curated/LATEST.json`` and the dataset manifest to find the upload to retrain on
+      (listing ``curated/`` too, so a missing object is a 404, not a 403);
+    - resolve ``@champion`` on the tracking server and download its ``reference_profile.json``:
+      SageMaker managed MLflow does not proxy artifacts, the client reads them from the artifact
+      store (``mlflow/`` in the artifacts bucket) with its own credentials;
+    - write the drift report under ``monitoring/`` in the reports bucket;
+    - publish ``DriftScore`` to the stack's metric namespace only;
+    - start the training pipeline (retraining) — nothing else.
+    The stack key (all buckets, the state machine) is added by :func:`python_function`.
+    """
+    return [
+        policies.statement(
+            ["s3:GetObject"],
+            policies.bucket_objects(args.data_bucket_arn, "capture/"),
+            sid="ReadCapture",
+        ),
+        policies.statement(
+            ["s3:GetObject"],
+            policies.bucket_objects(args.data_bucket_arn, "curated/"),
+            sid="ReadLatestDataset",
+        ),
+        policies.list_bucket(
+            args.data_bucket_arn, "capture/", "curated/", sid="ListCaptureAndDatasets"
+        ),
+        policies.statement(
+            ["s3:GetObject"],
+            policies.bucket_objects(args.artifacts_bucket_arn, "mlflow/"),
+            sid="ReadReferenceProfile",
+        ),
+        policies.list_bucket(args.artifacts_bucket_arn, "mlflow/", sid="ListMlflowArtifacts"),
+        policies.statement(
+            ["s3:PutObject"],
+            policies.bucket_objects(args.reports_bucket_arn, "monitoring/"),
+            sid="WriteDriftReports",
+        ),
+        policies.statement(
+            ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="ReadChampionFromRegistry"
+        ),
+        policies.metrics([namespace], sid="PublishDrift"),
+        policies.statement(["states:StartExecution"], [args.state_machine_arn], sid="Retrain"),
+    ]
+
+
 @dataclass(frozen=True)
 class MonitoringArgs:
     stack: str
@@ -44,15 +91,17 @@ class MonitoringArgs:
     data_bucket_arn: pulumi.Input[str]
     reports_bucket: pulumi.Input[str]
     reports_bucket_arn: pulumi.Input[str]
+    artifacts_bucket_arn: pulumi.Input[str]  # MLflow artifacts: the champion's reference profile
     tracking_server_arn: pulumi.Input[str]
     code: pulumi.Archive
-    layer_arn: pulumi.Input[str]
+    layer_arn: pulumi.Input[str] | None
     drift_psi_threshold: float = 0.2
     drift_schedule: str = "rate(1 day)"
     latency_p99_alarm_ms: int = 500
     error_5xx_alarm_threshold: int = 5
     log_retention_days: int = 90
     tags: Mapping[str, str] = field(default_factory=dict)
+    lambda_image_uri: str | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -159,6 +208,7 @@ class Monitoring(pulumi.ComponentResource):
             layer_arn=args.layer_arn,
             log_retention_days=args.log_retention_days,
             tags=tags,
+            image_uri=args.lambda_image_uri,
         )
         self.drift_function = python_function(
             self,
@@ -166,32 +216,14 @@ class Monitoring(pulumi.ComponentResource):
             FunctionSpec(
                 handler="drift_handler",
                 description="compare captured traffic with the training profile",
-                statements=[
-                    policies.statement(
-                        ["s3:GetObject"],
-                        policies.bucket_objects(args.data_bucket_arn, "capture/"),
-                        sid="ReadCapture",
-                    ),
-                    policies.list_bucket(args.data_bucket_arn, "capture/", sid="ListCapture"),
-                    policies.statement(
-                        ["s3:PutObject"],
-                        policies.bucket_objects(args.reports_bucket_arn, "monitoring/"),
-                        sid="WriteDriftReports",
-                    ),
-                    policies.statement(
-                        ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="ReadProfile"
-                    ),
-                    policies.metrics([namespace], sid="PublishDrift"),
-                    policies.statement(
-                        ["states:StartExecution"], [args.state_machine_arn], sid="Retrain"
-                    ),
-                ],
+                statements=drift_statements(args, namespace),
                 environment={
                     "MLFLOW_TRACKING_URI": args.tracking_server_arn,
                     "ABALONE_CAPTURE_URI": pulumi.Output.concat(
                         "s3://", args.data_bucket, "/capture/"
                     ),
                     "ABALONE_REPORTS": pulumi.Output.concat("s3://", args.reports_bucket),
+                    "ABALONE_LAKE": pulumi.Output.concat("s3://", args.data_bucket),
                     "ABALONE_METRIC_NAMESPACE": namespace,
                     "ABALONE_STATE_MACHINE_ARN": args.state_machine_arn,
                 },

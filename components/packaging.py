@@ -10,6 +10,20 @@ The components import nothing from ``jobs/`` at run time; this module only finds
   (runs ``python -m jobs.train``) and ``inference.py`` (re-exports ``jobs.inference``'s handler
   functions) and a ``requirements.txt`` the scikit-learn container installs. Byte-for-byte
   reproducible (sorted entries, zero mtimes), so an unchanged tree never causes a diff.
+- :func:`runtime_constraints` — ``name==version`` pins of the model runtime (scikit-learn, numpy,
+  pandas, cloudpickle, …) taken from the environment that deploys (the one the tests and local
+  training use). The same pins go into the SageMaker ``requirements.txt`` and, through
+  ``build/lambda-constraints.txt`` (``python -m components.packaging``), into the Lambda image, so
+  a model pickled by the training job unpickles with the same versions in the gate/promote
+  functions and the endpoints.
+
+Python version on SageMaker: ``jobs/`` needs Python ≥ 3.11 (``datetime.UTC``; pandas 3 and numpy
+2.3+ need 3.11 too). The scikit-learn framework images ``1.2-1`` (Python 3.9), ``1.4-2`` and
+``1.5-2`` (Python 3.10) cannot import ``jobs``; ``1.4-2-py312`` runs Python 3.12
+(aws/sagemaker-scikit-learn-container ``docker/1.4-2-py312``; its pip is configured with
+``break-system-packages``), so the stacks use ``sagemaker-scikit-learn:1.4-2-py312-cpu-py3`` for
+training and serving, and the ``requirements.txt`` below upgrades its scikit-learn 1.4.2 / numpy
+2.1 to the pinned versions. Not verified on AWS here; the fallback is a custom image (README).
 """
 
 from __future__ import annotations
@@ -38,10 +52,29 @@ ENTRY_POINTS = (
 )
 GLUE_SCRIPT = "jobs/aws/glue_ingest.py"
 _SUFFIXES = {".py", ".json", ".yml", ".yaml", ".txt", ".html", ".j2", ".csv"}
-#: What the scikit-learn framework container installs before running train.py / inference.py.
-CONTAINER_REQUIREMENTS = (
-    "mlflow-skinny>=3.1,<4\nsagemaker-mlflow>=0.1\npydantic>=2.7\npydantic-settings>=2.3\n"
+#: The model runtime: pinned to the deploying environment's versions (``name==version``), with the
+#: lower bound used when a package is not installed there.
+MODEL_RUNTIME = {
+    "scikit-learn": ">=1.5",
+    "numpy": ">=1.26",
+    "pandas": ">=2.2",
+    "scipy": ">=1.11",
+    "joblib": ">=1.3",
+    "cloudpickle": ">=3",
+    "threadpoolctl": ">=3.1",
+}
+#: Also needed by jobs/train.py (and what it imports) in the training container: MLflow client and
+#: SageMaker auth plugin (tracking server ARN), settings/events, plots, the tracking health check.
+#: ``jobs/inference.py`` needs only the model runtime (+ MLflow for MLflow model directories).
+TRAINING_EXTRAS = (
+    "mlflow-skinny>=3.1,<4",
+    "sagemaker-mlflow>=0.1",
+    "pydantic>=2.7",
+    "matplotlib>=3.8",
+    "httpx>=0.27",
+    "boto3>=1.35",
 )
+LAMBDA_CONSTRAINTS = Path("build/lambda-constraints.txt")
 TRAIN_SHIM = (
     '"""SageMaker script-mode entry: run ``python -m jobs.train`` with the same argv."""\n'
     "import runpy\n\n"
@@ -56,6 +89,32 @@ INFERENCE_SHIM = (
 
 class PackagingError(FileNotFoundError):
     """A file the AWS stack runs is missing from the working tree."""
+
+
+def runtime_constraints() -> list[str]:
+    """``name==version`` of each :data:`MODEL_RUNTIME` package installed here (else its range)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name, fallback in MODEL_RUNTIME.items():
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pins.append(f"{name}{fallback}")
+    return pins
+
+
+def container_requirements() -> str:
+    """The ``requirements.txt`` SageMaker script mode installs before train.py / inference.py."""
+    return "\n".join([*runtime_constraints(), *TRAINING_EXTRAS]) + "\n"
+
+
+def write_lambda_constraints(root: Path = REPO_ROOT) -> Path:
+    """Write ``build/lambda-constraints.txt`` (the Lambda image's pins, see the Dockerfile)."""
+    target = root / LAMBDA_CONSTRAINTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(runtime_constraints()) + "\n")
+    return target
 
 
 def check_entry_points(root: Path = REPO_ROOT) -> None:
@@ -100,7 +159,7 @@ def sourcedir_members(root: Path = REPO_ROOT) -> Iterable[tuple[str, bytes]]:
         yield rel, (root / rel).read_bytes()
     yield "train.py", TRAIN_SHIM.encode()
     yield "inference.py", INFERENCE_SHIM.encode()
-    yield "requirements.txt", CONTAINER_REQUIREMENTS.encode()
+    yield "requirements.txt", container_requirements().encode()
 
 
 def build_sourcedir(out_dir: Path, root: Path = REPO_ROOT) -> Path:
@@ -149,14 +208,26 @@ def program_assets(
     )
 
 
-def check_deploy_inputs(seed_model_path: str, root: Path = REPO_ROOT) -> None:
-    """Before a real ``pulumi up``: the seed model and the Lambda layer directory must exist."""
+def check_deploy_inputs(
+    seed_model_path: str, root: Path = REPO_ROOT, *, lambda_image_uri: str = ""
+) -> None:
+    """Before a real ``pulumi up``: the seed model must exist, and without a Lambda container image
+    (config ``lambdaImageUri``) so must the dependency layer directory."""
     problems = []
     if not (root / seed_model_path).is_file():
         problems.append(
             f"seed model {seed_model_path} (a model.tar.gz of a jobs/train.py model dir)"
         )
-    if not (root / LAYER_DIR / "python").is_dir():
-        problems.append(f"{LAYER_DIR}/python (pip install -r components/lambda-requirements.txt …)")
+    if not lambda_image_uri and not (root / LAYER_DIR / "python").is_dir():
+        problems.append(
+            f"{LAYER_DIR}/python for the zip Lambda functions: set config lambdaImageUri to the "
+            "image built from components/lambda_image/Dockerfile (the zip layer exceeds Lambda's "
+            "250 MB limit), or build the layer with pip install -r "
+            f"components/lambda-requirements.txt --target {LAYER_DIR}/python (README, Deploy to AWS)"
+        )
     if problems:
         raise PackagingError("missing deploy input(s): " + "; ".join(problems))
+
+
+if __name__ == "__main__":  # python -m components.packaging: the inputs a docker build needs
+    print(write_lambda_constraints())

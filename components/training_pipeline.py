@@ -19,7 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.lambda_function import FunctionContext, FunctionSpec, python_function
+from components.lambda_function import RUNTIME, FunctionContext, FunctionSpec, python_function
 from components.pipeline_definition import build_definition
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class TrainingPipelineArgs:
     glue_job_arn: pulumi.Input[str]
     code_uri: pulumi.Input[str]
     code: pulumi.Archive
-    dependencies: pulumi.Archive
+    dependencies: pulumi.Archive  # the zip layer (used only without lambda_image_uri)
     training_image_uri: str
     inference_image_uri: str
     training_instance_type: str
@@ -58,6 +58,7 @@ class TrainingPipelineArgs:
     capture_percentage: int = 100
     log_retention_days: int = 90
     tags: Mapping[str, str] = field(default_factory=dict)
+    lambda_image_uri: str | None = None  # container-image functions (no layer) when set
 
 
 class TrainingPipeline(pulumi.ComponentResource):
@@ -70,7 +71,7 @@ class TrainingPipeline(pulumi.ComponentResource):
     state_machine_name: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
     definition: pulumi.Output[str]
-    layer_arn: pulumi.Output[str]
+    layer_arn: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: TrainingPipelineArgs, opts: pulumi.ResourceOptions | None = None
@@ -125,24 +126,29 @@ class TrainingPipeline(pulumi.ComponentResource):
         )
 
         # ---- Lambda functions (gate, system test, approval, promote) --------------------------
-        layer = aws.lambda_.LayerVersion(
-            f"{name}-deps",
-            layer_name=f"{name}-deps",
-            description="Runtime dependencies of jobs.aws.handlers (mlflow-skinny, …)",
-            code=args.dependencies,
-            compatible_runtimes=["python3.11"],
-            opts=child,
-        )
-        self.layer_arn = layer.arn
+        # One packaging for all five functions (they share jobs.aws.handlers and its imports):
+        # the container image when configured, else the zip code + a dependency layer.
+        self.layer_arn = None
+        if not args.lambda_image_uri:
+            layer = aws.lambda_.LayerVersion(
+                f"{name}-deps",
+                layer_name=f"{name}-deps",
+                description="Runtime dependencies of jobs.aws.handlers (mlflow-skinny, …)",
+                code=args.dependencies,
+                compatible_runtimes=[RUNTIME],
+                opts=child,
+            )
+            self.layer_arn = layer.arn
         ctx = FunctionContext(
             stack=args.stack,
             region=args.region,
             account_id=args.account_id,
             key_arn=args.key_arn,
             code=args.code,
-            layer_arn=layer.arn,
+            layer_arn=self.layer_arn,
             log_retention_days=args.log_retention_days,
             tags=tags,
+            image_uri=args.lambda_image_uri,
         )
         self.functions = {
             key: python_function(self, f"{name}-{key.replace('_', '-')}", spec, ctx)
@@ -342,6 +348,10 @@ class TrainingPipeline(pulumi.ComponentResource):
             policies.bucket_objects(a.artifacts_bucket_arn, "mlflow/", "training/"),
             sid="ReadModels",
         )
+        # MLflow's S3 artifact client lists before it downloads (models:/, run artifacts)
+        list_models = policies.list_bucket(
+            a.artifacts_bucket_arn, "mlflow/", "training/", sid="ListModels"
+        )
         env = {
             "MLFLOW_TRACKING_URI": a.tracking_server_arn,
             "ABALONE_LAKE": pulumi.Output.concat("s3://", a.data_bucket),
@@ -353,7 +363,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "gate": FunctionSpec(
                 handler="gate_handler",
                 description="promotion gate rules 1-3 (data quality, ceiling, champion)",
-                statements=[mlflow, read_dataset, list_dataset, read_models],
+                statements=[mlflow, read_dataset, list_dataset, read_models, list_models],
                 environment=env,
                 timeout_s=300,
                 memory_mb=2048,
@@ -384,7 +394,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "promote": FunctionSpec(
                 handler="promote_handler",
                 description="re-check the gate and move @champion / @previous",
-                statements=[mlflow, read_dataset, list_dataset, read_models],
+                statements=[mlflow, read_dataset, list_dataset, read_models, list_models],
                 environment=env,
                 timeout_s=300,
                 memory_mb=2048,

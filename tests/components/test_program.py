@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 
 from components import policies
+from components.lambda_function import RUNTIME
 from components.packaging import ENTRY_POINTS, GLUE_SCRIPT
 from components.pipeline_definition import (
     GLUE_GET_RUN,
@@ -475,7 +476,7 @@ def test_lambda_handlers_named_by_the_program_exist_in_jobs_aws_handlers(program
     wanted = {fn.inputs["handler"].rsplit(".", 1)[-1] for fn in program.of_type(FUNCTION)}
     for fn in program.of_type(FUNCTION):
         assert fn.inputs["handler"].startswith("jobs.aws.handlers."), fn.name
-        assert fn.inputs["runtime"] == "python3.11"
+        assert fn.inputs["runtime"] == RUNTIME
         assert fn.inputs["layers"], f"{fn.name}: dependency layer"
     assert {"gate_handler", "system_test_handler", "approval_handler", "promote_handler"} <= wanted
     missing = sorted(wanted - defined)
@@ -653,6 +654,7 @@ def test_outputs_are_exported_and_published_as_ssm_parameters(program):
 CONFIG_DRIVEN = {
     ("aws:kms/key:Key", "deletionWindowInDays"): "kmsDeletionWindowDays",
     ("aws:s3/bucket:Bucket", "forceDestroy"): "forceDestroyBuckets",
+    ("aws:ecr/repository:Repository", "forceDelete"): "forceDestroyBuckets",
     (
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
         "rules",
