@@ -366,6 +366,7 @@ def registered(mlflow_server):
     pipeline = build_model().fit(frame[list(FEATURES)], frame["rings"])
     name = "abalone-age-servetest"
     mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)  # other tests may have pointed the registry elsewhere
     mlflow.set_experiment("serve-tests")
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
