@@ -63,6 +63,14 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def show(payload: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    """The JSON payload on stdout with --json, else the human summary on stderr."""
+    if as_json:
+        print_json(payload)
+    else:
+        human(payload)
+
+
 def _settings(env: str):
     from jobs.settings import load_settings
 
@@ -196,10 +204,7 @@ def ingest(
     with _Steps(enabled=not as_json) as steps:
         result = run_ingest(settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps)
     summary = result.summary
-    if as_json:
-        print_json(summary)
-    else:
-        print_ingest_summary(summary)
+    show(summary, as_json, print_ingest_summary)
     if not result.ok:
         first = rejection_reason(summary)
         console.print(f"[bold red]rejected:[/] {first}", highlight=False, soft_wrap=True)
@@ -262,10 +267,7 @@ def _run_on_aws(source: str, stack: str, *, direct: bool, as_json: bool) -> None
             highlight=False,
         )
     done = launcher.follow(submitted.execution_arn, on_step=None if as_json else print_aws_step)
-    if as_json:
-        print_json(done.to_dict())
-    else:
-        print_execution_status(done)
+    show(done.to_dict() if as_json else done, as_json, print_execution_status)
     if not done.ok:
         raise typer.Exit(1)
 
@@ -316,16 +318,9 @@ def run(
     except AbaloneError as err:
         partial = getattr(err, "result", None)
         if partial is not None:
-            if as_json:
-                print_json(partial.to_dict())
-            else:
-                print_run_summary(partial.to_dict())
+            show(partial.to_dict(), as_json, print_run_summary)
         raise
-    payload = result.to_dict()
-    if as_json:
-        print_json(payload)
-    else:
-        print_run_summary(payload)
+    show(result.to_dict(), as_json, print_run_summary)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -432,10 +427,7 @@ def promote(
         "champion_version": aliases.champion,
         "previous_version": aliases.previous,
     }
-    if as_json:
-        print_json(payload)
-    else:
-        print_gate_summary(payload)
+    show(payload, as_json, print_gate_summary)
     if not decision.passed:
         raise typer.Exit(1)
 
@@ -735,10 +727,7 @@ def monitor_command(
             retrain_on_drift=retrain,
             progress=steps,
         )
-    if as_json:
-        print_json(result.summary)
-    else:
-        print_monitor_summary(result.summary)
+    show(result.summary, as_json, print_monitor_summary)
     if result.drifting:
         raise typer.Exit(1)
 
@@ -807,10 +796,7 @@ def status_command(
     if execution is None:
         execution = launcher.latest_execution(launcher.resolve_stack(stack))
     current = launcher.status(execution)
-    if as_json:
-        print_json(current.to_dict())
-    else:
-        print_execution_status(current)
+    show(current.to_dict() if as_json else current, as_json, print_execution_status)
     if current.done and not current.ok:
         raise typer.Exit(1)
 
