@@ -87,47 +87,40 @@ class DataQualityEtl(pulumi.ComponentResource):
         self.script_uri = pulumi.Output.concat("s3://", script.bucket, "/", script.key)
         self.libraries_uri = pulumi.Output.concat("s3://", libraries.bucket, "/", libraries.key)
 
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role = policies.service_role(
+            name,
+            service="glue",
             description=f"{name}: validate + prepare batches",
-            assume_role_policy=policies.assume_role_policy("glue"),
+            statements=[
+                policies.statement(
+                    ["s3:GetObject"],
+                    policies.bucket_objects(args.data_bucket_arn, *LAKE_READ_PREFIXES),
+                    sid="ReadLake",
+                ),
+                policies.statement(
+                    ["s3:PutObject"],
+                    policies.bucket_objects(args.data_bucket_arn, *LAKE_WRITE_PREFIXES),
+                    sid="WriteLake",
+                ),
+                policies.list_bucket(args.data_bucket_arn, "", sid="ListLake"),
+                policies.statement(
+                    ["s3:GetObject", "s3:PutObject"],
+                    policies.bucket_objects(args.reports_bucket_arn, ""),
+                    sid="WriteReports",
+                ),
+                policies.list_bucket(args.reports_bucket_arn, "", sid="ListReports"),
+                policies.statement(
+                    ["s3:GetObject"],
+                    policies.bucket_objects(args.artifacts_bucket_arn, CODE_PREFIX),
+                    sid="ReadCode",
+                ),
+                policies.kms_use(args.key_arn),
+                policies.write_logs(args.region, args.account_id, "/aws-glue/"),
+                policies.metrics(["Glue"]),
+            ],
             tags=tags,
             opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-role-policy",
-            role=self.role.id,
-            policy=policies.document(
-                [
-                    policies.statement(
-                        ["s3:GetObject"],
-                        policies.bucket_objects(args.data_bucket_arn, *LAKE_READ_PREFIXES),
-                        sid="ReadLake",
-                    ),
-                    policies.statement(
-                        ["s3:PutObject"],
-                        policies.bucket_objects(args.data_bucket_arn, *LAKE_WRITE_PREFIXES),
-                        sid="WriteLake",
-                    ),
-                    policies.list_bucket(args.data_bucket_arn, "", sid="ListLake"),
-                    policies.statement(
-                        ["s3:GetObject", "s3:PutObject"],
-                        policies.bucket_objects(args.reports_bucket_arn, ""),
-                        sid="WriteReports",
-                    ),
-                    policies.list_bucket(args.reports_bucket_arn, "", sid="ListReports"),
-                    policies.statement(
-                        ["s3:GetObject"],
-                        policies.bucket_objects(args.artifacts_bucket_arn, CODE_PREFIX),
-                        sid="ReadCode",
-                    ),
-                    policies.kms_use(args.key_arn),
-                    policies.write_logs(args.region, args.account_id, "/aws-glue/"),
-                    policies.metrics(["Glue"]),
-                ]
-            ),
-            opts=child,
-        )
+        ).role
         self.job = aws.glue.Job(
             f"{name}-job",
             name=name,

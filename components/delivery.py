@@ -120,13 +120,6 @@ class Delivery(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        build_role = aws.iam.Role(
-            f"{name}-build-role",
-            description=f"{name}: CodeBuild test and deploy projects",
-            assume_role_policy=policies.assume_role_policy("codebuild"),
-            tags=tags,
-            opts=child,
-        )
         build_statements = [
             policies.statement(
                 ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -154,10 +147,12 @@ class Delivery(pulumi.ComponentResource):
                     sid="ReadPulumiToken",
                 )
             )
-        build_policy = aws.iam.RolePolicy(
-            f"{name}-build-role-policy",
-            role=build_role.id,
-            policy=policies.document(build_statements),
+        build_role, build_policy = policies.service_role(
+            f"{name}-build",
+            service="codebuild",
+            description=f"{name}: CodeBuild test and deploy projects",
+            statements=build_statements,
+            tags=tags,
             opts=child,
         )
         env_vars = [
@@ -205,13 +200,6 @@ class Delivery(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[build_policy]),
             )
 
-        pipeline_role = aws.iam.Role(
-            f"{name}-pipeline-role",
-            description=f"{name}: CodePipeline",
-            assume_role_policy=policies.assume_role_policy("codepipeline"),
-            tags=tags,
-            opts=child,
-        )
         pipeline_statements = [
             policies.statement(
                 ["s3:GetObject", "s3:PutObject"], artifact_objects, sid="PipelineArtifacts"
@@ -280,10 +268,12 @@ class Delivery(pulumi.ComponentResource):
                     "PollForSourceChanges": "false",
                 },
             )
-        pipeline_policy = aws.iam.RolePolicy(
-            f"{name}-pipeline-role-policy",
-            role=pipeline_role.id,
-            policy=policies.document(pipeline_statements),
+        pipeline_role, pipeline_policy = policies.service_role(
+            f"{name}-pipeline",
+            service="codepipeline",
+            description=f"{name}: CodePipeline",
+            statements=pipeline_statements,
+            tags=tags,
             opts=child,
         )
 

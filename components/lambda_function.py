@@ -97,27 +97,20 @@ def python_function(
         tags=tags,
         opts=child,
     )
-    role = aws.iam.Role(
-        f"{name}-role",
+    role, policy = policies.service_role(
+        name,
+        service="lambda",
         description=f"{name}: {spec.description}",
-        assume_role_policy=policies.assume_role_policy("lambda"),
+        statements=[
+            policies.statement(
+                ["logs:CreateLogStream", "logs:PutLogEvents"],
+                [pulumi.Output.concat(log_group.arn, ":*")],
+                sid="WriteOwnLogs",
+            ),
+            policies.kms_use(ctx.key_arn),
+            *spec.statements,
+        ],
         tags=tags,
-        opts=child,
-    )
-    policy = aws.iam.RolePolicy(
-        f"{name}-role-policy",
-        role=role.id,
-        policy=policies.document(
-            [
-                policies.statement(
-                    ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    [pulumi.Output.concat(log_group.arn, ":*")],
-                    sid="WriteOwnLogs",
-                ),
-                policies.kms_use(ctx.key_arn),
-                *spec.statements,
-            ]
-        ),
         opts=child,
     )
     return aws.lambda_.Function(

@@ -71,36 +71,29 @@ class ModelEndpoint(pulumi.ComponentResource):
         tags = dict(args.tags)
         self._name = name
 
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role = policies.service_role(
+            name,
+            service="sagemaker",
             description=f"{name}: serve the abalone model, write data capture",
-            assume_role_policy=policies.assume_role_policy("sagemaker"),
+            statements=[
+                policies.statement(
+                    ["s3:GetObject"],
+                    policies.bucket_objects(args.artifacts_bucket_arn, *MODEL_READ_PREFIXES),
+                    sid="ReadModelAndCode",
+                ),
+                policies.statement(
+                    ["s3:PutObject"],
+                    policies.bucket_objects(args.data_bucket_arn, CAPTURE_PREFIX),
+                    sid="WriteDataCapture",
+                ),
+                policies.kms_use(args.key_arn),
+                *policies.ecr_pull([args.image_uri]),
+                policies.write_logs(args.region, args.account_id, "/aws/sagemaker/Endpoints/"),
+                policies.metrics(["/aws/sagemaker/Endpoints"]),
+            ],
             tags=tags,
             opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-role-policy",
-            role=self.role.id,
-            policy=policies.document(
-                [
-                    policies.statement(
-                        ["s3:GetObject"],
-                        policies.bucket_objects(args.artifacts_bucket_arn, *MODEL_READ_PREFIXES),
-                        sid="ReadModelAndCode",
-                    ),
-                    policies.statement(
-                        ["s3:PutObject"],
-                        policies.bucket_objects(args.data_bucket_arn, CAPTURE_PREFIX),
-                        sid="WriteDataCapture",
-                    ),
-                    policies.kms_use(args.key_arn),
-                    *policies.ecr_pull([args.image_uri]),
-                    policies.write_logs(args.region, args.account_id, "/aws/sagemaker/Endpoints/"),
-                    policies.metrics(["/aws/sagemaker/Endpoints"]),
-                ]
-            ),
-            opts=child,
-        )
+        ).role
         self.role_arn = self.role.arn
         environment = {
             "SAGEMAKER_PROGRAM": "inference.py",

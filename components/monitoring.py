@@ -232,26 +232,19 @@ class Monitoring(pulumi.ComponentResource):
             ),
             ctx,
         )
-        scheduler_role = aws.iam.Role(
-            f"{name}-scheduler-role",
+        scheduler_role = policies.service_role(
+            f"{name}-scheduler",
+            service="scheduler",
             description=f"{name}: run the drift job on schedule",
-            assume_role_policy=policies.assume_role_policy("scheduler"),
+            statements=[
+                policies.statement(
+                    ["lambda:InvokeFunction"], [self.drift_function.arn], sid="RunDriftJob"
+                ),
+                policies.kms_use(args.key_arn),  # the schedule is encrypted with the stack key
+            ],
             tags=tags,
             opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-scheduler-role-policy",
-            role=scheduler_role.id,
-            policy=policies.document(
-                [
-                    policies.statement(
-                        ["lambda:InvokeFunction"], [self.drift_function.arn], sid="RunDriftJob"
-                    ),
-                    policies.kms_use(args.key_arn),  # the schedule is encrypted with the stack key
-                ]
-            ),
-            opts=child,
-        )
+        ).role
         aws.scheduler.Schedule(
             f"{name}-drift-schedule",
             description="daily drift check of the production endpoint",

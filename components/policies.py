@@ -16,10 +16,11 @@ KMS key policies are resource policies where ``"Resource": "*"`` means "this key
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import pulumi
+import pulumi_aws as aws
 
 #: Actions AWS only authorises on ``Resource: "*"`` (no resource-level permissions).
 ALLOW_ANY_RESOURCE: dict[str, str] = {
@@ -135,6 +136,39 @@ def assume_role_policy(service: str) -> str:
             ],
         }
     )
+
+
+class ServiceRole(NamedTuple):
+    role: aws.iam.Role
+    #: The inline policy; resources that need the permissions at creation ``depends_on`` it.
+    policy: aws.iam.RolePolicy
+
+
+def service_role(
+    name: str,
+    *,
+    service: str,
+    description: str,
+    statements: Sequence[dict[str, Any]],
+    tags: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> ServiceRole:
+    """A role only ``service`` may assume, with its one inline policy of ``statements``.
+
+    Resources ``f"{name}-role"`` and ``f"{name}-role-policy"``, both registered with ``opts``
+    (normally ``parent=<the component>``); the role carries ``tags``.
+    """
+    role = aws.iam.Role(
+        f"{name}-role",
+        description=description,
+        assume_role_policy=assume_role_policy(service),
+        tags=tags,
+        opts=opts,
+    )
+    policy = aws.iam.RolePolicy(
+        f"{name}-role-policy", role=role.id, policy=document(statements), opts=opts
+    )
+    return ServiceRole(role, policy)
 
 
 def bucket_objects(bucket_arn: pulumi.Input[str], *prefixes: str) -> list[pulumi.Output[str]]:

@@ -45,31 +45,24 @@ class TrackingServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role = policies.service_role(
+            name,
+            service="sagemaker",
             description=f"{name}: MLflow tracking server artifact access",
-            assume_role_policy=policies.assume_role_policy("sagemaker"),
+            statements=[
+                policies.statement(
+                    ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    policies.bucket_objects(args.artifacts_bucket_arn, ARTIFACT_PREFIX),
+                    sid="ArtifactObjects",
+                ),
+                policies.list_bucket(
+                    args.artifacts_bucket_arn, ARTIFACT_PREFIX, sid="ListArtifacts"
+                ),
+                policies.kms_use(args.key_arn),
+            ],
             tags=tags,
             opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-role-policy",
-            role=self.role.id,
-            policy=policies.document(
-                [
-                    policies.statement(
-                        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                        policies.bucket_objects(args.artifacts_bucket_arn, ARTIFACT_PREFIX),
-                        sid="ArtifactObjects",
-                    ),
-                    policies.list_bucket(
-                        args.artifacts_bucket_arn, ARTIFACT_PREFIX, sid="ListArtifacts"
-                    ),
-                    policies.kms_use(args.key_arn),
-                ]
-            ),
-            opts=child,
-        )
+        ).role
         self.server = aws.sagemaker.MlflowTrackingServer(
             f"{name}-server",
             tracking_server_name=name,

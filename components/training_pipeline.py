@@ -156,50 +156,41 @@ class TrainingPipeline(pulumi.ComponentResource):
         }
 
         # ---- training role ---------------------------------------------------------------------
-        self.training_role = aws.iam.Role(
-            f"{name}-training-role",
+        self.training_role = policies.service_role(
+            f"{name}-training",
+            service="sagemaker",
             description=f"{name}: SageMaker training jobs",
-            assume_role_policy=policies.assume_role_policy("sagemaker"),
+            statements=[
+                policies.statement(
+                    ["s3:GetObject"],
+                    policies.bucket_objects(args.data_bucket_arn, "runs/"),
+                    sid="ReadDataset",
+                ),
+                policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
+                policies.statement(
+                    ["s3:GetObject"],
+                    policies.bucket_objects(args.artifacts_bucket_arn, "code/"),
+                    sid="ReadCode",
+                ),
+                policies.statement(
+                    ["s3:GetObject", "s3:PutObject"],
+                    policies.bucket_objects(args.artifacts_bucket_arn, "training/", "mlflow/"),
+                    sid="WriteModelAndMlflowArtifacts",
+                ),
+                policies.list_bucket(
+                    args.artifacts_bucket_arn, "training/", "mlflow/", sid="ListArtifacts"
+                ),
+                policies.kms_use(args.key_arn),
+                *policies.ecr_pull([args.training_image_uri]),
+                policies.write_logs(args.region, args.account_id, "/aws/sagemaker/TrainingJobs"),
+                policies.metrics(["/aws/sagemaker/TrainingJobs"]),
+                policies.statement(
+                    ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="TrackAndRegister"
+                ),
+            ],
             tags=tags,
             opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-training-role-policy",
-            role=self.training_role.id,
-            policy=policies.document(
-                [
-                    policies.statement(
-                        ["s3:GetObject"],
-                        policies.bucket_objects(args.data_bucket_arn, "runs/"),
-                        sid="ReadDataset",
-                    ),
-                    policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
-                    policies.statement(
-                        ["s3:GetObject"],
-                        policies.bucket_objects(args.artifacts_bucket_arn, "code/"),
-                        sid="ReadCode",
-                    ),
-                    policies.statement(
-                        ["s3:GetObject", "s3:PutObject"],
-                        policies.bucket_objects(args.artifacts_bucket_arn, "training/", "mlflow/"),
-                        sid="WriteModelAndMlflowArtifacts",
-                    ),
-                    policies.list_bucket(
-                        args.artifacts_bucket_arn, "training/", "mlflow/", sid="ListArtifacts"
-                    ),
-                    policies.kms_use(args.key_arn),
-                    *policies.ecr_pull([args.training_image_uri]),
-                    policies.write_logs(
-                        args.region, args.account_id, "/aws/sagemaker/TrainingJobs"
-                    ),
-                    policies.metrics(["/aws/sagemaker/TrainingJobs"]),
-                    policies.statement(
-                        ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="TrackAndRegister"
-                    ),
-                ]
-            ),
-            opts=child,
-        )
+        ).role
 
         # ---- state machine -----------------------------------------------------------------------
         log_group = aws.cloudwatch.LogGroup(
@@ -211,17 +202,12 @@ class TrainingPipeline(pulumi.ComponentResource):
             opts=child,
         )
         self.log_group_name = log_group.name
-        state_machine_role = aws.iam.Role(
-            f"{name}-states-role",
+        state_machine_role, sm_policy = policies.service_role(
+            f"{name}-states",
+            service="states",
             description=f"{name}: run the training pipeline",
-            assume_role_policy=policies.assume_role_policy("states"),
+            statements=self._state_machine_statements(),
             tags=tags,
-            opts=child,
-        )
-        sm_policy = aws.iam.RolePolicy(
-            f"{name}-states-role-policy",
-            role=state_machine_role.id,
-            policy=policies.document(self._state_machine_statements()),
             opts=child,
         )
         self.definition = pulumi.Output.from_input(
@@ -271,26 +257,19 @@ class TrainingPipeline(pulumi.ComponentResource):
         self.state_machine_name = self.state_machine.name
 
         # ---- trigger: new objects under raw/ ------------------------------------------------------
-        events_role = aws.iam.Role(
-            f"{name}-events-role",
+        events_role = policies.service_role(
+            f"{name}-events",
+            service="events",
             description=f"{name}: start the pipeline on new raw objects",
-            assume_role_policy=policies.assume_role_policy("events"),
+            statements=[
+                policies.statement(
+                    ["states:StartExecution"], [self.state_machine.arn], sid="StartPipeline"
+                ),
+                policies.kms_use(args.key_arn),
+            ],
             tags=tags,
             opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-events-role-policy",
-            role=events_role.id,
-            policy=policies.document(
-                [
-                    policies.statement(
-                        ["states:StartExecution"], [self.state_machine.arn], sid="StartPipeline"
-                    ),
-                    policies.kms_use(args.key_arn),
-                ]
-            ),
-            opts=child,
-        )
+        ).role
         rule = aws.cloudwatch.EventRule(
             f"{name}-raw-object-created",
             description=f"Start {name} for every object created under {RAW_PREFIX}",
