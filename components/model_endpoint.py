@@ -26,6 +26,41 @@ from components import policies
 VARIANT = "AllTraffic"
 CAPTURE_PREFIX = "capture/"
 MODEL_READ_PREFIXES = ("code/", "training/", "serving/")
+#: Blue/green canary update: Pulumi's endpoint and the pipeline's ``UpdateEndpoint`` use the same.
+CANARY_PERCENT = 50
+CANARY_WAIT_S = 300
+TERMINATION_WAIT_S = 300
+MAX_EXECUTION_S = 3600
+
+
+def health_alarm_args(
+    endpoint_name: pulumi.Input[str], *, error_5xx_threshold: int, latency_p99_ms: int
+) -> dict[str, dict[str, Any]]:
+    """What "the endpoint is unhealthy" means, as ``aws.cloudwatch.MetricAlarm`` arguments.
+
+    ``"5xx"``: model 5XX errors at or above the threshold; ``"latency-p99"``: p99 model latency
+    above the limit. Used by the blue/green rollback alarms here and the production alarms of
+    :mod:`components.monitoring`; callers add names, descriptions, windows and actions.
+    """
+    dims = {"EndpointName": endpoint_name, "VariantName": VARIANT}
+    return {
+        "5xx": dict(
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            dimensions=dims,
+            statistic="Sum",
+            threshold=error_5xx_threshold,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+        ),
+        "latency-p99": dict(
+            namespace="AWS/SageMaker",
+            metric_name="ModelLatency",
+            dimensions=dims,
+            extended_statistic="p99",
+            threshold=latency_p99_ms * 1000,  # ModelLatency is reported in microseconds
+            comparison_operator="GreaterThanThreshold",
+        ),
+    }
 
 
 @dataclass(frozen=True)
@@ -173,42 +208,27 @@ class ModelEndpoint(pulumi.ComponentResource):
     def _rollback_alarms(
         self, args: ModelEndpointArgs, tags: dict[str, str]
     ) -> list[aws.cloudwatch.MetricAlarm]:
-        dims = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
-        child = pulumi.ResourceOptions(parent=self)
-        errors = aws.cloudwatch.MetricAlarm(
-            f"{self._name}-5xx",
-            name=f"{args.endpoint_name}-5xx",
-            alarm_description=f"{args.endpoint_name}: model 5XX errors (blue/green rollback)",
-            namespace="AWS/SageMaker",
-            metric_name="Invocation5XXErrors",
-            dimensions=dims,
-            statistic="Sum",
-            period=60,
-            evaluation_periods=2,
-            threshold=args.error_5xx_alarm_threshold,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            tags=tags,
-            opts=child,
+        health = health_alarm_args(
+            args.endpoint_name,
+            error_5xx_threshold=args.error_5xx_alarm_threshold,
+            latency_p99_ms=args.latency_p99_alarm_ms,
         )
-        latency = aws.cloudwatch.MetricAlarm(
-            f"{self._name}-latency-p99",
-            name=f"{args.endpoint_name}-latency-p99",
-            alarm_description=f"{args.endpoint_name}: p99 model latency (blue/green rollback)",
-            namespace="AWS/SageMaker",
-            metric_name="ModelLatency",
-            dimensions=dims,
-            extended_statistic="p99",
-            period=60,
-            evaluation_periods=3,
-            # ModelLatency is reported in microseconds.
-            threshold=args.latency_p99_alarm_ms * 1000,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            tags=tags,
-            opts=child,
-        )
-        return [errors, latency]
+        # key → (what it watches, evaluation periods of one minute)
+        rollback = {"5xx": ("model 5XX errors", 2), "latency-p99": ("p99 model latency", 3)}
+        return [
+            aws.cloudwatch.MetricAlarm(
+                f"{self._name}-{key}",
+                name=f"{args.endpoint_name}-{key}",
+                alarm_description=f"{args.endpoint_name}: {what} (blue/green rollback)",
+                period=60,
+                evaluation_periods=evaluation_periods,
+                treat_missing_data="notBreaching",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+                **health[key],
+            )
+            for key, (what, evaluation_periods) in rollback.items()
+        ]
 
     def _deployment_config(
         self, args: ModelEndpointArgs
@@ -218,13 +238,13 @@ class ModelEndpoint(pulumi.ComponentResource):
             blue_green_update_policy=sm.EndpointDeploymentConfigBlueGreenUpdatePolicyArgs(
                 traffic_routing_configuration=sm.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationArgs(
                     type="CANARY",
-                    wait_interval_in_seconds=300,
+                    wait_interval_in_seconds=CANARY_WAIT_S,
                     canary_size=sm.EndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfigurationCanarySizeArgs(
-                        type="CAPACITY_PERCENT", value=50
+                        type="CAPACITY_PERCENT", value=CANARY_PERCENT
                     ),
                 ),
-                termination_wait_in_seconds=300,
-                maximum_execution_timeout_in_seconds=3600,
+                termination_wait_in_seconds=TERMINATION_WAIT_S,
+                maximum_execution_timeout_in_seconds=MAX_EXECUTION_S,
             ),
             auto_rollback_configuration=sm.EndpointDeploymentConfigAutoRollbackConfigurationArgs(
                 alarms=[
@@ -274,11 +294,11 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "BlueGreenUpdatePolicy": {
                     "TrafficRoutingConfiguration": {
                         "Type": "CANARY",
-                        "WaitIntervalInSeconds": 300,
-                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                        "WaitIntervalInSeconds": CANARY_WAIT_S,
+                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": CANARY_PERCENT},
                     },
-                    "TerminationWaitInSeconds": 300,
-                    "MaximumExecutionTimeoutInSeconds": 3600,
+                    "TerminationWaitInSeconds": TERMINATION_WAIT_S,
+                    "MaximumExecutionTimeoutInSeconds": MAX_EXECUTION_S,
                 },
                 "AutoRollbackConfiguration": {
                     "Alarms": [{"AlarmName": name} for name in alarm_names]

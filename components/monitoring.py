@@ -20,6 +20,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.lambda_function import FunctionContext, FunctionSpec, python_function
+from components.model_endpoint import VARIANT, health_alarm_args
 
 DRIFT_METRIC = "DriftScore"
 DATA_QUALITY_METRIC = "DataQualityRejections"
@@ -128,29 +129,23 @@ class Monitoring(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        endpoint_dims = {"EndpointName": args.production_endpoint, "VariantName": "AllTraffic"}
+        endpoint_health = health_alarm_args(
+            args.production_endpoint,
+            error_5xx_threshold=args.error_5xx_alarm_threshold,
+            latency_p99_ms=args.latency_p99_alarm_ms,
+        )
         alarm_specs = {
             "endpoint-5xx": dict(
                 alarm_description="production endpoint answers 5XX",
-                namespace="AWS/SageMaker",
-                metric_name="Invocation5XXErrors",
-                dimensions=endpoint_dims,
-                statistic="Sum",
                 period=300,
                 evaluation_periods=1,
-                threshold=args.error_5xx_alarm_threshold,
-                comparison_operator="GreaterThanOrEqualToThreshold",
+                **endpoint_health["5xx"],
             ),
             "endpoint-latency-p99": dict(
                 alarm_description="production endpoint p99 model latency too high",
-                namespace="AWS/SageMaker",
-                metric_name="ModelLatency",
-                dimensions=endpoint_dims,
-                extended_statistic="p99",
                 period=300,
                 evaluation_periods=3,
-                threshold=args.latency_p99_alarm_ms * 1000,  # microseconds
-                comparison_operator="GreaterThanThreshold",
+                **endpoint_health["latency-p99"],
             ),
             "pipeline-failed": dict(
                 alarm_description="a training pipeline execution failed",
@@ -300,7 +295,7 @@ class Monitoring(pulumi.ComponentResource):
             }
 
         def endpoint(metric: str, name: pulumi.Input[str]) -> list:
-            return ["AWS/SageMaker", metric, "EndpointName", name, "VariantName", "AllTraffic"]
+            return ["AWS/SageMaker", metric, "EndpointName", name, "VariantName", VARIANT]
 
         sfn = ["StateMachineArn", args.state_machine_arn]
         return {
