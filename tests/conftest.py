@@ -37,7 +37,9 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server process exited with {proc.returncode} before {url} answered")
+            raise RuntimeError(
+                f"server process exited with {proc.returncode} before {url} answered"
+            )
         try:
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
@@ -96,12 +98,25 @@ def mlflow_server(tmp_path_factory):
     log_file = open(root / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
         ],
-        env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=root,
     )
     uri = f"http://127.0.0.1:{port}"
     try:

@@ -101,7 +101,7 @@ def test_fetch_local_records_lineage(tmp_path):
 
 
 def test_fetch_missing_path_names_it(tmp_path):
-    with pytest.raises(SourceError, match="no such file: .*nope.csv"):
+    with pytest.raises(SourceError, match=r"no such file: .*nope\.csv"):
         fetch(str(tmp_path / "nope.csv"))
 
 
