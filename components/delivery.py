@@ -221,20 +221,13 @@ class Delivery(pulumi.ComponentResource):
                     sid="UseConnection",
                 )
             )
-            source_action = aws.codepipeline.PipelineStageActionArgs(
-                name="Source",
-                category="Source",
-                owner="AWS",
-                provider="CodeStarSourceConnection",
-                version="1",
-                output_artifacts=["source"],
-                configuration={
-                    "ConnectionArn": args.connection_arn,
-                    "FullRepositoryId": args.repository,
-                    "BranchName": args.branch,
-                    "OutputArtifactFormat": "CODE_ZIP",
-                },
-            )
+            source_provider = "CodeStarSourceConnection"
+            source_configuration = {
+                "ConnectionArn": args.connection_arn,
+                "FullRepositoryId": args.repository,
+                "BranchName": args.branch,
+                "OutputArtifactFormat": "CODE_ZIP",
+            }
         else:
             pipeline_statements.append(
                 policies.statement(
@@ -255,19 +248,21 @@ class Delivery(pulumi.ComponentResource):
                     sid="ReadRepository",
                 )
             )
-            source_action = aws.codepipeline.PipelineStageActionArgs(
-                name="Source",
-                category="Source",
-                owner="AWS",
-                provider="CodeCommit",
-                version="1",
-                output_artifacts=["source"],
-                configuration={
-                    "RepositoryName": args.repository,
-                    "BranchName": args.branch,
-                    "PollForSourceChanges": "false",
-                },
-            )
+            source_provider = "CodeCommit"
+            source_configuration = {
+                "RepositoryName": args.repository,
+                "BranchName": args.branch,
+                "PollForSourceChanges": "false",
+            }
+        source_action = aws.codepipeline.PipelineStageActionArgs(
+            name="Source",
+            category="Source",
+            owner="AWS",
+            provider=source_provider,
+            version="1",
+            output_artifacts=["source"],
+            configuration=source_configuration,
+        )
         pipeline_role, pipeline_policy = policies.service_role(
             f"{name}-pipeline",
             service="codepipeline",
