@@ -216,6 +216,21 @@ def test_every_role_has_a_scoped_inline_policy_and_pass_role_is_conditioned(prog
                 assert "*" not in as_list(stmt["Resource"]), name
 
 
+def test_every_role_has_one_inline_policy_named_after_it_under_the_same_parent(program):
+    # the names are part of the URNs: ``<x>-role`` and ``<x>-role-policy``, siblings
+    role_policies = {r.name: r for r in program.of_type(ROLE_POLICY)}
+    roles = program.of_type(ROLE)
+    assert len(role_policies) == len(roles) > 10
+    for role in roles:
+        assert role.name.endswith("-role"), role.name
+        policy = role_policies.get(f"{role.name}-policy")
+        assert policy is not None, f"{role.name}: no {role.name}-policy"
+        assert policy.inputs["role"] == f"{_physical(program, role)}-id", policy.name
+        assert (
+            policy.urn.split("::")[2].rsplit("$", 1)[0] == role.urn.split("::")[2].rsplit("$", 1)[0]
+        ), f"{policy.name}: not a sibling of {role.name}"
+
+
 def test_tracking_server_role_is_limited_to_its_artifact_prefix(program):
     doc = json.loads(
         program.one(ROLE_POLICY, f"{program.config.prefix}-mlflow-role-policy").inputs["policy"]
@@ -590,6 +605,26 @@ def test_alarms_cover_errors_latency_pipeline_data_quality_and_drift(program):
     assert program.outputs["dashboardUrl"].endswith(
         f"#dashboards:name={board.inputs['dashboardName']}"
     )
+
+
+def test_endpoint_health_alarms_use_the_configured_thresholds_in_the_metric_units(program):
+    # production alarms (Monitoring) and blue/green rollback alarms (ModelEndpoint) alike
+    alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    latency = [a.inputs for a in alarms if a.inputs["metricName"] == "ModelLatency"]
+    errors = [a.inputs for a in alarms if a.inputs["metricName"] == "Invocation5XXErrors"]
+    # one pair per endpoint (staging, production; the rollback alarms) + the production alarms
+    assert len(latency) == len(errors) == 3
+    for alarm in latency:  # ModelLatency is reported in microseconds
+        assert alarm["threshold"] == program.config.latency_p99_alarm_ms * 1000
+        assert alarm["extendedStatistic"] == "p99" and "statistic" not in alarm
+        assert alarm["comparisonOperator"] == "GreaterThanThreshold"
+    for alarm in errors:
+        assert alarm["threshold"] == program.config.error_5xx_alarm_threshold
+        assert alarm["statistic"] == "Sum"
+        assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    for alarm in latency + errors:
+        assert alarm["namespace"] == "AWS/SageMaker"
+        assert alarm["dimensions"]["VariantName"] == "AllTraffic"
 
 
 # ---- delivery -----------------------------------------------------------------------------------
