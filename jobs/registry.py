@@ -433,51 +433,56 @@ def system_test(
     tolerance: float,
     model_dir: Path | None = None,
 ) -> SystemTestLike:
-    """Gate rule 4 for a registered version.
+    """Gate rule 4 for a registered version: :func:`jobs.systemtest.run_system_test` serves the
+    candidate through the real inference server and checks it over HTTP.
 
-    Uses ``jobs.systemtest.run_system_test`` (the served inference contract) when that module exists
-    and the run logged its SageMaker model directory; otherwise the interim test of issue 3
-    (:func:`jobs.systemtest_interim.run_interim_system_test`: load through ``models:/``, score the
-    golden rows and the test split, compare with the logged RMSE).
+    What is served: ``model_dir`` if given (the training job's ``SM_MODEL_DIR``), else the run's
+    ``model_dir`` artifact (the SageMaker model directory), else the registered MLflow model itself
+    (``model_fn`` loads either layout).
     """
-    try:
-        from jobs.systemtest import run_system_test  # type: ignore[import-not-found]
-    except ImportError:
-        run_system_test = None
-    if run_system_test is not None:
-        if model_dir is not None:
-            return run_system_test(model_dir, test_frame, expected_rmse, tolerance)
-        with tempfile.TemporaryDirectory(prefix=f"abalone-v{version}-") as tmp:
-            downloaded = _download_model_dir(registry, version, Path(tmp))
-            if downloaded is not None:
-                return run_system_test(downloaded, test_frame, expected_rmse, tolerance)
-    from jobs.systemtest_interim import run_interim_system_test
+    from jobs.systemtest import run_system_test
 
-    return run_interim_system_test(
-        registry, version, test_frame, expected_rmse=expected_rmse, tolerance=tolerance
-    )
+    if model_dir is not None:
+        return run_system_test(model_dir, test_frame, expected_rmse, tolerance)
+    with tempfile.TemporaryDirectory(prefix=f"abalone-v{version}-") as tmp:
+        served = _download_model_dir(registry, version, Path(tmp))
+        return run_system_test(served, test_frame, expected_rmse, tolerance)
 
 
-def _download_model_dir(registry: Registry, version: str, target: Path) -> Path | None:
+def _download_model_dir(registry: Registry, version: str, target: Path) -> Path:
+    """The version's SageMaker model directory (run artifact ``model_dir``), or failing that its
+    registered MLflow model directory."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     run_id = registry.version(version).run_id
-    if not run_id:
-        return None
+    if run_id:
+        try:
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path="model_dir",
+                    dst_path=str(target / "sagemaker"),
+                    tracking_uri=registry.tracking_uri,
+                )
+            )
+        except (MlflowException, OSError) as err:
+            log.info("run %s has no model_dir artifact (%s); serving the MLflow model", run_id, err)
+    source = registry._call(
+        "locate model", registry.client.get_model_version_download_uri, registry.name, version
+    )
     try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id,
-            artifact_path="model_dir",
-            dst_path=str(target),
-            tracking_uri=registry.tracking_uri,
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=source,
+                dst_path=str(target / "mlflow"),
+                tracking_uri=registry.tracking_uri,
+            )
         )
     except (MlflowException, OSError) as err:
-        log.warning(
-            "run %s has no model_dir artifact (%s); using the interim system test", run_id, err
-        )
-        return None
-    return Path(path)
+        raise ServiceError(
+            f"cannot download {registry.name} v{version} from {source}: {err}"
+        ) from err
 
 
 # ---- the gate -----------------------------------------------------------------------------------
