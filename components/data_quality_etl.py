@@ -92,27 +92,22 @@ class DataQualityEtl(pulumi.ComponentResource):
             service="glue",
             description=f"{name}: validate + prepare batches",
             statements=[
-                policies.statement(
-                    ["s3:GetObject"],
-                    policies.bucket_objects(args.data_bucket_arn, *LAKE_READ_PREFIXES),
-                    sid="ReadLake",
+                policies.objects(
+                    ["s3:GetObject"], args.data_bucket_arn, *LAKE_READ_PREFIXES, sid="ReadLake"
                 ),
-                policies.statement(
-                    ["s3:PutObject"],
-                    policies.bucket_objects(args.data_bucket_arn, *LAKE_WRITE_PREFIXES),
-                    sid="WriteLake",
+                policies.objects(
+                    ["s3:PutObject"], args.data_bucket_arn, *LAKE_WRITE_PREFIXES, sid="WriteLake"
                 ),
                 policies.list_bucket(args.data_bucket_arn, "", sid="ListLake"),
-                policies.statement(
+                policies.objects(
                     ["s3:GetObject", "s3:PutObject"],
-                    policies.bucket_objects(args.reports_bucket_arn, ""),
+                    args.reports_bucket_arn,
+                    "",
                     sid="WriteReports",
                 ),
                 policies.list_bucket(args.reports_bucket_arn, "", sid="ListReports"),
-                policies.statement(
-                    ["s3:GetObject"],
-                    policies.bucket_objects(args.artifacts_bucket_arn, CODE_PREFIX),
-                    sid="ReadCode",
+                policies.objects(
+                    ["s3:GetObject"], args.artifacts_bucket_arn, CODE_PREFIX, sid="ReadCode"
                 ),
                 policies.kms_use(args.key_arn),
                 policies.write_logs(args.region, args.account_id, "/aws-glue/"),

@@ -111,15 +111,14 @@ class ModelEndpoint(pulumi.ComponentResource):
             service="sagemaker",
             description=f"{name}: serve the abalone model, write data capture",
             statements=[
-                policies.statement(
+                policies.objects(
                     ["s3:GetObject"],
-                    policies.bucket_objects(args.artifacts_bucket_arn, *MODEL_READ_PREFIXES),
+                    args.artifacts_bucket_arn,
+                    *MODEL_READ_PREFIXES,
                     sid="ReadModelAndCode",
                 ),
-                policies.statement(
-                    ["s3:PutObject"],
-                    policies.bucket_objects(args.data_bucket_arn, CAPTURE_PREFIX),
-                    sid="WriteDataCapture",
+                policies.objects(
+                    ["s3:PutObject"], args.data_bucket_arn, CAPTURE_PREFIX, sid="WriteDataCapture"
                 ),
                 policies.kms_use(args.key_arn),
                 *policies.ecr_pull([args.image_uri]),

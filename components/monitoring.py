@@ -45,29 +45,19 @@ def drift_statements(args: MonitoringArgs, namespace: str) -> list[dict]:
     The stack key (all buckets, the state machine) is added by :func:`python_function`.
     """
     return [
-        policies.statement(
-            ["s3:GetObject"],
-            policies.bucket_objects(args.data_bucket_arn, "capture/"),
-            sid="ReadCapture",
-        ),
-        policies.statement(
-            ["s3:GetObject"],
-            policies.bucket_objects(args.data_bucket_arn, "curated/"),
-            sid="ReadLatestDataset",
+        policies.objects(["s3:GetObject"], args.data_bucket_arn, "capture/", sid="ReadCapture"),
+        policies.objects(
+            ["s3:GetObject"], args.data_bucket_arn, "curated/", sid="ReadLatestDataset"
         ),
         policies.list_bucket(
             args.data_bucket_arn, "capture/", "curated/", sid="ListCaptureAndDatasets"
         ),
-        policies.statement(
-            ["s3:GetObject"],
-            policies.bucket_objects(args.artifacts_bucket_arn, "mlflow/"),
-            sid="ReadReferenceProfile",
+        policies.objects(
+            ["s3:GetObject"], args.artifacts_bucket_arn, "mlflow/", sid="ReadReferenceProfile"
         ),
         policies.list_bucket(args.artifacts_bucket_arn, "mlflow/", sid="ListMlflowArtifacts"),
-        policies.statement(
-            ["s3:PutObject"],
-            policies.bucket_objects(args.reports_bucket_arn, "monitoring/"),
-            sid="WriteDriftReports",
+        policies.objects(
+            ["s3:PutObject"], args.reports_bucket_arn, "monitoring/", sid="WriteDriftReports"
         ),
         policies.statement(
             ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="ReadChampionFromRegistry"

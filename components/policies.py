@@ -176,6 +176,13 @@ def bucket_objects(bucket_arn: pulumi.Input[str], *prefixes: str) -> list[pulumi
     return [pulumi.Output.concat(bucket_arn, "/", prefix, "*") for prefix in prefixes]
 
 
+def objects(
+    actions: Sequence[str], bucket_arn: pulumi.Input[str], *prefixes: str, sid: str
+) -> dict[str, Any]:
+    """``actions`` on the objects under the prefixes of one bucket (``""``: the whole bucket)."""
+    return statement(actions, bucket_objects(bucket_arn, *prefixes), sid=sid)
+
+
 def list_bucket(bucket_arn: pulumi.Input[str], *prefixes: str, sid: str) -> dict[str, Any]:
     """``s3:ListBucket`` on one bucket, limited to the prefixes."""
     cond = None

@@ -50,9 +50,10 @@ class TrackingServer(pulumi.ComponentResource):
             service="sagemaker",
             description=f"{name}: MLflow tracking server artifact access",
             statements=[
-                policies.statement(
+                policies.objects(
                     ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    policies.bucket_objects(args.artifacts_bucket_arn, ARTIFACT_PREFIX),
+                    args.artifacts_bucket_arn,
+                    ARTIFACT_PREFIX,
                     sid="ArtifactObjects",
                 ),
                 policies.list_bucket(

@@ -161,20 +161,18 @@ class TrainingPipeline(pulumi.ComponentResource):
             service="sagemaker",
             description=f"{name}: SageMaker training jobs",
             statements=[
-                policies.statement(
-                    ["s3:GetObject"],
-                    policies.bucket_objects(args.data_bucket_arn, "runs/"),
-                    sid="ReadDataset",
+                policies.objects(
+                    ["s3:GetObject"], args.data_bucket_arn, "runs/", sid="ReadDataset"
                 ),
                 policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
-                policies.statement(
-                    ["s3:GetObject"],
-                    policies.bucket_objects(args.artifacts_bucket_arn, "code/"),
-                    sid="ReadCode",
+                policies.objects(
+                    ["s3:GetObject"], args.artifacts_bucket_arn, "code/", sid="ReadCode"
                 ),
-                policies.statement(
+                policies.objects(
                     ["s3:GetObject", "s3:PutObject"],
-                    policies.bucket_objects(args.artifacts_bucket_arn, "training/", "mlflow/"),
+                    args.artifacts_bucket_arn,
+                    "training/",
+                    "mlflow/",
                     sid="WriteModelAndMlflowArtifacts",
                 ),
                 policies.list_bucket(
@@ -314,18 +312,14 @@ class TrainingPipeline(pulumi.ComponentResource):
         mlflow = policies.statement(
             ["sagemaker-mlflow:*"], [a.tracking_server_arn], sid="UseTrackingServer"
         )
-        read_dataset = policies.statement(
-            ["s3:GetObject"],
-            policies.bucket_objects(a.data_bucket_arn, "runs/", "curated/"),
-            sid="ReadDataset",
+        read_dataset = policies.objects(
+            ["s3:GetObject"], a.data_bucket_arn, "runs/", "curated/", sid="ReadDataset"
         )
         list_dataset = policies.list_bucket(
             a.data_bucket_arn, "runs/", "curated/", sid="ListDataset"
         )
-        read_models = policies.statement(
-            ["s3:GetObject"],
-            policies.bucket_objects(a.artifacts_bucket_arn, "mlflow/", "training/"),
-            sid="ReadModels",
+        read_models = policies.objects(
+            ["s3:GetObject"], a.artifacts_bucket_arn, "mlflow/", "training/", sid="ReadModels"
         )
         # MLflow's S3 artifact client lists before it downloads (models:/, run artifacts)
         list_models = policies.list_bucket(
@@ -393,10 +387,8 @@ class TrainingPipeline(pulumi.ComponentResource):
             policies.statement(
                 ["glue:GetJobRun", "glue:StartJobRun"], [a.glue_job_arn], sid="RunValidation"
             ),
-            policies.statement(
-                ["s3:GetObject"],
-                policies.bucket_objects(a.data_bucket_arn, "runs/"),
-                sid="ReadValidationResult",
+            policies.objects(
+                ["s3:GetObject"], a.data_bucket_arn, "runs/", sid="ReadValidationResult"
             ),
             policies.statement(
                 ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"],
