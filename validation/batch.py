@@ -59,11 +59,12 @@ def validate_batch(
     ingest_id: str,
     source: dict | None = None,
     max_warning_fraction: float,
-    docs_dir: Path,
+    docs_dir: Path | None,
 ) -> BatchValidation:
     """Validate raw bytes (header row or not) against the data contract; never raises on bad data.
 
-    Builds the Data Docs site into ``docs_dir``; ``report_html`` is its ``index.html``.
+    Builds the Data Docs site into ``docs_dir``; ``report_html`` is its ``index.html`` (``None``
+    when ``docs_dir`` is ``None``: validation only, no report site).
     """
     parsed = parse_bytes(data, contract.expected_columns(True), contract.MAX_ROWS)
     result = _validate(
