@@ -63,7 +63,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as cold_home:
                 results["cold"].append(run_once(args.data, Path(cold_home)))
             results["warm"].append(run_once(args.data, Path(warm_home)))
-    steps = sorted({k for runs in results.values() for _, r in runs for k in r["timings_s"]})
+    steps = list(
+        dict.fromkeys(k for runs in results.values() for _, r in runs for k in r["timings_s"])
+    )
     print(f"\n{'measure':28} {'cold s':>8} {'warm s':>8}")
     med = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
     print(

@@ -82,7 +82,8 @@ class _StepTimer:
 
     def stop(self) -> None:
         if self._current is not None:
-            key = self._current.split(" ", 1)[0]  # stable step names: "fetching", "training", …
+            # stable step names: the first word ("fetching", "training", "gate", …)
+            key = self._current.split(" ", 1)[0]
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - self._started
             self._current = None
 
@@ -125,7 +126,7 @@ def run_pipeline(
     result.metrics = trained.metrics
     result.model_dir = trained.model_dir
 
-    step(f"system test and promotion gate for version {result.model_version}")
+    step(f"gate (system test, champion comparison) for version {result.model_version}")
     decision, aliases = reevaluate(
         settings, result.model_version, model_dir=Path(trained.model_dir)
     )
