@@ -49,6 +49,20 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_mlflow_globals():
+    """MLflow keeps the tracking and registry URIs process-wide (in-process training sets them);
+    put them back after each module so no test depends on which module ran before it."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow.set_tracking_uri(before)
+    mlflow.set_registry_uri(before)  # type: ignore[arg-type]
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def real_data_path() -> Path:
     """The real UCI file from ``ABALONE_DATA``; skips only when the variable is not set at all."""

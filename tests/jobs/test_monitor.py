@@ -29,24 +29,9 @@ from jobs.profile import build_profile, dumps_profile
 from jobs.schema import FEATURES, NUMERIC_FEATURES
 from jobs.settings import load_settings
 from jobs.synthetic import make_abalone
+from tests.jobs.test_drift import WEIGHTS, quick_model
 
 NOW = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)
-WEIGHTS = ["whole_weight", "shucked_weight", "viscera_weight", "shell_weight"]
-
-
-def quick_model(frame):
-    """A fast stand-in regressor for the predictions (drift does not depend on which model)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    pre = ColumnTransformer(
-        [("sex", OneHotEncoder(handle_unknown="ignore"), ["sex"])], remainder="passthrough"
-    )
-    return Pipeline([("pre", pre), ("reg", Ridge(alpha=1e-3))]).fit(
-        frame.drop(columns="rings"), frame["rings"]
-    )
 
 
 # Hand-written SageMaker Model Monitor data-capture lines, in the documented format: CSV and JSON

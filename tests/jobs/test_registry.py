@@ -63,18 +63,6 @@ def train_version(settings, version: str, workdir, params=None, cheap: bool = Tr
     return result.model_version
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_mlflow_globals():
-    import mlflow
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
-    mlflow.set_tracking_uri(before)
-    mlflow.set_registry_uri(before)  # type: ignore[arg-type]
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-
-
 @pytest.fixture(scope="module", params=["sqlite", "http"])
 def source(request, tmp_path_factory):
     """A store holding one trained, registered model; yields (tracking URI, logged-model source)."""

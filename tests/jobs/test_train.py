@@ -49,19 +49,6 @@ def dataset(tmp_path_factory):
     return root, version
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_mlflow_globals():
-    """In-process ``train()`` sets MLflow's process-wide tracking URI; put it back afterwards."""
-    import mlflow
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
-    mlflow.set_tracking_uri(before)
-    mlflow.set_registry_uri(before)  # type: ignore[arg-type]
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-
-
 @pytest.fixture(scope="module")
 def sqlite_settings(tmp_path_factory):
     """One embedded store for the module (creating a SQLite MLflow store costs seconds)."""
