@@ -162,7 +162,7 @@ def _validate(
     quarantined = _quarantine_frame(text, expected, quarantine_rows, explainer.reasons, parsed)
     if status == "accepted":
         keep = text.index.difference(pd.Index(quarantine_rows))
-        accepted = _typed(text.loc[keep], with_target)
+        accepted = _typed(text.loc[keep], with_target, runs[1].frame.loc[keep])
     else:
         accepted = _typed(empty_frame(expected), with_target)
 
@@ -206,13 +206,19 @@ def _parse_record(parsed: ParsedBatch) -> dict[str, Any]:
     }
 
 
-def _typed(text: pd.DataFrame, with_target: bool) -> pd.DataFrame:
-    """Canonical typed columns: sex str, measurements float64, rings int64; index 0..n-1."""
+def _typed(
+    text: pd.DataFrame, with_target: bool, numeric: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Canonical typed columns: sex str, measurements float64, rings int64; index 0..n-1.
+
+    ``numeric`` (the warning suite's frame for the same rows, when it ran) saves re-parsing."""
+    if numeric is None:
+        numeric = contract.numeric_frame(text, with_target)
     data: dict[str, pd.Series] = {"sex": text["sex"].astype("str")}
     for c in NUMERIC_FEATURES:
-        data[c] = pd.to_numeric(text[c]).astype("float64")
+        data[c] = numeric[c]
     if with_target:
-        data[TARGET] = pd.to_numeric(text[TARGET]).astype("float64").round().astype("int64")
+        data[TARGET] = numeric[TARGET].round().astype("int64")
     return pd.DataFrame(data).reset_index(drop=True)
 
 

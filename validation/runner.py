@@ -2,6 +2,11 @@
 one whole-dataframe batch definition, validation definition and checkpoint per suite, and an
 ``UpdateDataDocsAction`` that builds the Data Docs site into the caller's ``docs_dir``.
 
+Without a ``docs_dir`` the same suites run on the same batch through ``Batch.validate`` instead of
+the checkpoint: identical expectations and results, minus the checkpoint's store round trips
+(freshness checks of checkpoint, validation definition and suite, storing the results), which only
+the Data Docs need. That is about a fifth of the validation time.
+
 The context is created on first use and reused within the process (creating it and registering the
 suites costs more than validating 4,177 rows). Nothing happens at import time. Calls are serialised
 with a lock because the Data Docs site location is part of the shared context's configuration.
@@ -23,7 +28,10 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SITE_NAME = "abalone_data_docs"
-RESULT_FORMAT = {"result_format": "COMPLETE"}  # all unexpected row numbers, for quarantine
+# COMPLETE: every unexpected row number, for the quarantine. The pandas "query" GX would add next
+# to them (``df.filter(items=[...])``: the same row numbers again) is not computed (a few % of the
+# validation time); the Data Docs still list each unexpected value with its row numbers.
+RESULT_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
 
 
 @dataclass
@@ -79,16 +87,15 @@ class GXRuntime:
         self.context = gx.get_context(mode="ephemeral", project_config=config)
         self._docs_dir: Path | None = None
         self.datasource = self.context.data_sources.add_pandas("abalone")
-        self._checkpoints: dict[tuple[str, bool], Any] = {}
+        self._definitions: dict[str, Any] = {}
+        self._checkpoints: dict[str, Any] = {}
         self.lock = threading.Lock()
 
-    def _checkpoint(self, run: SuiteRun, docs: bool) -> Any:
-        key = (run.name, docs)
-        if key in self._checkpoints:
-            return self._checkpoints[key]
+    def _definition(self, run: SuiteRun) -> Any:
+        """The suite's validation definition (suite + whole-dataframe batch), added on first use."""
+        if run.name in self._definitions:
+            return self._definitions[run.name]
         gx = self._gx
-        from great_expectations.checkpoint import UpdateDataDocsAction
-
         suites = self.context.suites
         try:
             suite = suites.get(run.name)
@@ -103,16 +110,26 @@ class GXRuntime:
             definition = self.context.validation_definitions.add(
                 gx.ValidationDefinition(name=vd_name, data=batch, suite=suite)
             )
+        self._definitions[run.name] = definition
+        return definition
+
+    def _checkpoint(self, run: SuiteRun) -> Any:
+        """A checkpoint for the suite whose ``UpdateDataDocsAction`` builds the Data Docs site."""
+        if run.name in self._checkpoints:
+            return self._checkpoints[run.name]
+        from great_expectations.checkpoint import UpdateDataDocsAction
+
+        definition = self._definition(run)
         actions = [UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])]
         checkpoint = self.context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"{run.name}_checkpoint" + ("_docs" if docs else ""),
+            self._gx.Checkpoint(
+                name=f"{run.name}_checkpoint",
                 validation_definitions=[definition],
-                actions=actions if docs else [],
+                actions=actions,
                 result_format=RESULT_FORMAT,
             )
         )
-        self._checkpoints[key] = checkpoint
+        self._checkpoints[run.name] = checkpoint
         return checkpoint
 
     def _point_docs_at(self, docs_dir: Path) -> None:
@@ -140,9 +157,14 @@ class GXRuntime:
             if docs_dir is not None:
                 self._point_docs_at(docs_dir)
             for run in runs:
-                checkpoint = self._checkpoint(run, docs=docs_dir is not None)
-                outcome = checkpoint.run(batch_parameters={"dataframe": run.frame}, run_id=run_id)
-                results.extend(outcome.run_results.values())
+                parameters = {"dataframe": run.frame}
+                if docs_dir is None:  # validation only: the same suite on the same batch, unstored
+                    definition = self._definition(run)
+                    batch = definition.batch_definition.get_batch(parameters)
+                    results.append(batch.validate(definition.suite, result_format=RESULT_FORMAT))
+                else:
+                    outcome = self._checkpoint(run).run(batch_parameters=parameters, run_id=run_id)
+                    results.extend(outcome.run_results.values())
         return results
 
 

@@ -326,3 +326,20 @@ def test_rejection_for_too_many_warnings_explains_the_fraction_first(tmp_path):
         "2 of 20 rows (10.0%) have warning anomalies, above the limit of 5.0% (max_warning_fraction)"
     )
     assert sorted(result.quarantined["row_number"]) == [4, 9]
+
+
+def test_validation_without_data_docs_gives_the_same_outcome(tmp_path):
+    # docs_dir=None validates through Batch.validate, with docs through the checkpoint
+    frame = make_abalone(120, seed=9)
+    frame.loc[5, "height"] = 0.0
+    frame.loc[7, "sex"] = "X"
+    frame.loc[9, "rings"] = 0
+    with_docs = validate_frame(frame, docs_dir=tmp_path / "docs", max_warning_fraction=0.05)
+    without = validate_frame(frame, max_warning_fraction=0.05)
+    assert with_docs.report_html.is_file() and without.report_html is None
+    assert without.status == with_docs.status == "rejected"
+    assert without.expectations == with_docs.expectations
+    assert without.problems == with_docs.problems
+    pd.testing.assert_frame_equal(without.quarantined, with_docs.quarantined)
+    assert "row 8, column 'sex': 'X' not in {M,F,I}" in problems(without)
+    assert sorted(without.quarantined["row_number"]) == [6, 8, 10]
