@@ -539,7 +539,7 @@ class Stack:
                 fn_env["ABALONE_STAGING_ENDPOINT"] = self.staging_endpoint
             arns[key] = lam.create_function(
                 FunctionName=f"abalone-{self.name}-{key.replace('_', '-')}",
-                Runtime="python3.11",
+                Runtime="python3.12",  # components.lambda_function.RUNTIME
                 Role=role,
                 Handler=f"jobs.aws.handlers.{key}_handler",
                 Code={"ZipFile": _zip_handler()},
