@@ -19,15 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _data import default_data
+
 TARGET_VALIDATE_S = 0.5
 TARGET_CLI_S = 6.0
-
-
-def default_data() -> Path:
-    env = os.environ.get("ABALONE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "abalone.csv"
 
 
 def time_cli(data: Path, runs: int) -> list[float]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -46,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _data import default_data as default_data_path
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, RepeatedKFold
 from sklearn.pipeline import Pipeline
@@ -259,7 +259,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_data = os.environ.get("ABALONE_DATA") or str(REPO.parent / "shared/data/abalone.csv")
+    default_data = str(default_data_path())
     parser.add_argument("--data", type=Path, default=Path(default_data))
     parser.add_argument("--quick", action="store_true", help="5-fold CV once instead of 10x3")
     parser.add_argument("--calls", type=int, default=2000, help="single-row predict calls")

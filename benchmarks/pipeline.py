@@ -20,14 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _data import default_data
+
 TARGET_WARM_S = 30.0
-
-
-def default_data() -> Path:
-    env = os.environ.get("ABALONE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "abalone.csv"
 
 
 def run_once(data: Path, home: Path) -> tuple[float, dict]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _data import default_data as default_data_path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -244,7 +245,7 @@ def measure(servers: dict[str, tuple[int, int]], singles, batch, args) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_data = os.environ.get("ABALONE_DATA") or str(REPO.parent / "shared/data/abalone.csv")
+    default_data = str(default_data_path())
     parser.add_argument("--data", default=default_data, help="UCI abalone CSV (no header)")
     parser.add_argument("--model-uri", help="MLflow model URI instead of training here")
     parser.add_argument("--requests", type=int, default=500, help="sequential single-row requests")
