@@ -140,15 +140,11 @@ class _KeyValues:
         return text
 
 
-def _summary_table() -> _KeyValues:
-    return _KeyValues()
-
-
 def print_ingest_summary(summary: dict) -> None:
     """A one-screen human summary of an ingest (stderr, so --json stdout stays clean)."""
 
     ok = summary["status"] == "accepted"
-    table = _summary_table()
+    table = _KeyValues()
     table.add_row("ingest", summary["ingest_id"])
     table.add_row("status", "[green]accepted[/]" if ok else "[red]rejected[/]")
     table.add_row(
@@ -216,7 +212,7 @@ def print_run_summary(result: dict) -> None:
 
     ing = result["ingest"]
     gate = result.get("gate") or {}
-    table = _summary_table()
+    table = _KeyValues()
     dq = "[green]passed[/]" if ing["status"] == "accepted" else "[red]rejected[/]"
     table.add_row(
         "data quality",
@@ -629,7 +625,7 @@ def print_monitor_summary(summary: dict) -> None:
 
     colour = {"drift": "red", "ok": "green"}.get(summary["status"], "yellow")
     cap = summary["capture"]
-    table = _summary_table()
+    table = _KeyValues()
     table.add_row("drift", f"[bold {colour}]{summary['status']}[/]  {summary['message']}")
     table.add_row(
         "captured",
@@ -763,7 +759,7 @@ def print_execution_status(current) -> None:
         else:
             print_aws_step(step)
     colour = {"SUCCEEDED": "green", "RUNNING": "yellow"}.get(current.status, "red")
-    table = _summary_table()
+    table = _KeyValues()
     table.add_row("execution", current.arn)
     table.add_row("status", f"[{colour}]{current.status}[/]")
     if current.error:
