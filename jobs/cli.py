@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,14 +32,61 @@ EnvOption = Annotated[str, typer.Option("--env", help="Stack whose thresholds ap
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
-def _quiet_libraries() -> None:
+_OWN_LOGGERS = ("jobs", "validation", "components")
+_state = {"verbose": False}
+
+
+class _OwnOrVerbose(logging.Filter):
+    """On the terminal: the product's own warnings; every library's lines only with --verbose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _state["verbose"] or record.name.split(".", 1)[0] in _OWN_LOGGERS
+
+
+class _LogFile(logging.FileHandler):
+    """``$ABALONE_HOME/logs/abalone.log``, created on the first line written, not before."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def log_file_path() -> Path:
+    from jobs.settings import load_settings
+
+    try:
+        home = load_settings("dev").home
+    except Exception:  # a bad setting is reported by the command itself, one line
+        home = Path(".mlops").absolute()
+    return home / "logs" / "abalone.log"
+
+
+def _configure_logging() -> None:
+    """Library chatter (MLflow's INFO lines, alembic, GX, warnings) goes to the log file; the
+    terminal shows the steps, the summary and the product's own warnings (all of it with -v)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("mlflow.tracking.request_header.registry", "great_expectations", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # MLflow otherwise installs its own stderr handler on import; route it through ours instead.
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_abalone", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(logging.INFO if _state["verbose"] else logging.WARNING)
+    terminal.addFilter(_OwnOrVerbose())
+    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    to_file = _LogFile(log_file_path(), delay=True, encoding="utf-8")
+    to_file.setLevel(logging.INFO)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for handler in (terminal, to_file):
+        handler._abalone = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in ("mlflow.tracking.request_header.registry", "sqlalchemy.engine", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # library warnings (e.g. MLflow's pickle notice) → the log file
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,7 +94,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _quiet_libraries()
+        _configure_logging()
         try:
             return fn(*args, **kwargs)
         except AbaloneError as err:
@@ -77,6 +125,39 @@ def _settings(env: str):
     return load_settings(env)  # type: ignore[arg-type]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"abalone-mlops {version('abalone-mlops')}", highlight=False)
+        except PackageNotFoundError:
+            out.print("abalone-mlops (not installed: run `pip install -e .`)", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show the libraries' log lines (always in the log file)."
+        ),
+    ] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = None,
+) -> None:
+    """abalone-mlops: validated ingest, MLflow-gated training, serving and drift monitoring.
+
+    Library log lines go to $ABALONE_HOME/logs/abalone.log (add -v to see them here too).
+    """
+    _state["verbose"] = verbose
+
+
 # ---- commands -------------------------------------------------------------------------------------
 
 
@@ -85,7 +166,8 @@ SourceOption = Annotated[
     typer.Option(
         "--source",
         "-s",
-        help="Batch to ingest: a local path, http(s):// URL or s3:// URI. Default: the UCI abalone URL.",
+        help="Batch to ingest: a local path, http(s):// URL, s3:// URI, or `uci` (download the "
+        "original UCI file). Default: the UCI abalone file shipped in the package (no network).",
     ),
 ]
 
@@ -185,9 +267,10 @@ def ingest(
 
     Exit codes: 0 accepted, 1 rejected by validation, 2 source/usage error.
     """
+    from jobs.fetch import resolve_source
     from jobs.ingest import ingest as run_ingest
     from jobs.ingest import rejection_reason
-    from jobs.settings import UCI_ABALONE_URL, FetchLimits, load_settings
+    from jobs.settings import FetchLimits, load_settings
 
     overrides = {}
     if max_mb is not None:
@@ -197,8 +280,9 @@ def ingest(
             raise UsageError("--max-mb must be positive")
         overrides["fetch"] = FetchLimits(max_bytes=int(max_mb * 1024 * 1024))
     settings = load_settings(env, **overrides)  # type: ignore[arg-type]
+    batch = resolve_source(source)
     with _Steps(enabled=not as_json) as steps:
-        result = run_ingest(settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps)
+        result = run_ingest(settings, batch, refresh=refresh, progress=steps)
     summary = result.summary
     show(summary, as_json, print_ingest_summary)
     if not result.ok:
@@ -294,10 +378,11 @@ def run(
 
     Exit codes: 0 promoted, 1 rejected (data or gate) or awaiting approval, 2 usage/source/service error.
     """
-    from jobs.settings import UCI_ABALONE_URL
+    from jobs.fetch import resolve_source
 
+    batch = resolve_source(source)
     if target == "aws":
-        _run_on_aws(source or UCI_ABALONE_URL, stack, direct=direct, as_json=as_json)
+        _run_on_aws(batch, stack, direct=direct, as_json=as_json)
         return
     if target != "local":
         from jobs.errors import UsageError
@@ -308,9 +393,7 @@ def run(
     settings = _settings(env)
     try:
         with _Steps(enabled=not as_json) as steps:
-            result = run_pipeline(
-                settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps
-            )
+            result = run_pipeline(settings, batch, refresh=refresh, progress=steps)
     except AbaloneError as err:
         partial = getattr(err, "result", None)
         if partial is not None:
