@@ -9,6 +9,7 @@ only in ``Pulumi.<stack>.yaml``. No value here is a secret: nothing the stack ne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -21,6 +22,13 @@ CONFIG_NAMESPACE = "abalone-mlops"
 LAMBDA_IMAGE_PATTERN = (
     r"^$|^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+"
     r"(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})$"
+)
+
+#: ``arn:<partition>:<service>:<region>:<account>:connection/<id>``: connections made since the
+#: CodeStar Connections → CodeConnections rename (2024) have ``codeconnections`` ARNs, older ones
+#: ``codestar-connections``.
+CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:connection/[\w-]+$"
 )
 
 
@@ -95,10 +103,13 @@ class StackConfig(BaseModel):
         if self.delivery_enabled:
             if not self.repository:
                 raise ValueError("deliveryEnabled needs repository")
-            if self.source_provider == "CodeConnections" and not self.connection_arn.startswith(
-                "arn:"
+            if self.source_provider == "CodeConnections" and not CONNECTION_ARN.match(
+                self.connection_arn
             ):
-                raise ValueError("sourceProvider CodeConnections needs connectionArn")
+                raise ValueError(
+                    "sourceProvider CodeConnections needs connectionArn, the ARN of a "
+                    "codeconnections (or older codestar-connections) connection"
+                )
             if not self.deploy_role_arn.startswith("arn:"):
                 raise ValueError("deliveryEnabled needs deployRoleArn (the role CI assumes)")
             if not self.pulumi_backend_url and not self.pulumi_access_token_parameter:

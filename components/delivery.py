@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.config import CONNECTION_ARN
 
 BUILD_IMAGE = "aws/codebuild/standard:7.0"
 
@@ -73,6 +74,19 @@ DEPLOY_BUILDSPEC = dedent(
           - pulumi up --yes --skip-preview --non-interactive
     """
 )
+
+
+def connection_service(connection_arn: str) -> str:
+    """The IAM service prefix that authorises ``UseConnection`` on ``connection_arn``.
+
+    Both prefixes exist, but a policy's action prefix must match the resource's (Developer Tools
+    console guide, "Connections rename"): ``codestar-connections:UseConnection`` is never evaluated
+    for a ``codeconnections`` ARN, and the other way round.
+    """
+    match = CONNECTION_ARN.match(connection_arn)
+    if not match:
+        raise ValueError(f"{connection_arn!r} is not a CodeConnections connection ARN")
+    return match.group(1)
 
 
 @dataclass(frozen=True)
@@ -204,7 +218,7 @@ class Delivery(pulumi.ComponentResource):
             policies.statement(
                 ["s3:GetObject", "s3:PutObject"], artifact_objects, sid="PipelineArtifacts"
             ),
-            policies.list_bucket(args.artifacts_bucket_arn, artifact_prefix, sid="ListArtifacts"),
+            *policies.list_bucket(args.artifacts_bucket_arn, artifact_prefix, sid="ListArtifacts"),
             policies.kms_use(args.key_arn),
             policies.statement(
                 ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
@@ -216,7 +230,7 @@ class Delivery(pulumi.ComponentResource):
         if args.source_provider == "CodeConnections":
             pipeline_statements.append(
                 policies.statement(
-                    ["codeconnections:UseConnection", "codestar-connections:UseConnection"],
+                    [f"{connection_service(args.connection_arn)}:UseConnection"],
                     [args.connection_arn],
                     sid="UseConnection",
                 )

@@ -49,19 +49,17 @@ def drift_statements(args: MonitoringArgs, namespace: str) -> list[dict]:
         policies.objects(
             ["s3:GetObject"], args.data_bucket_arn, "curated/", sid="ReadLatestDataset"
         ),
-        policies.list_bucket(
+        *policies.list_bucket(
             args.data_bucket_arn, "capture/", "curated/", sid="ListCaptureAndDatasets"
         ),
         policies.objects(
             ["s3:GetObject"], args.artifacts_bucket_arn, "mlflow/", sid="ReadReferenceProfile"
         ),
-        policies.list_bucket(args.artifacts_bucket_arn, "mlflow/", sid="ListMlflowArtifacts"),
+        *policies.list_bucket(args.artifacts_bucket_arn, "mlflow/", sid="ListMlflowArtifacts"),
         policies.objects(
             ["s3:PutObject"], args.reports_bucket_arn, "monitoring/", sid="WriteDriftReports"
         ),
-        policies.statement(
-            ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="ReadChampionFromRegistry"
-        ),
+        *policies.mlflow(args.tracking_server_arn, write=False, sid="ReadChampionFromRegistry"),
         policies.metrics([namespace], sid="PublishDrift"),
         policies.statement(["states:StartExecution"], [args.state_machine_arn], sid="Retrain"),
     ]

@@ -164,7 +164,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                 policies.objects(
                     ["s3:GetObject"], args.data_bucket_arn, "runs/", sid="ReadDataset"
                 ),
-                policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
+                *policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
                 policies.objects(
                     ["s3:GetObject"], args.artifacts_bucket_arn, "code/", sid="ReadCode"
                 ),
@@ -175,15 +175,15 @@ class TrainingPipeline(pulumi.ComponentResource):
                     "mlflow/",
                     sid="WriteModelAndMlflowArtifacts",
                 ),
-                policies.list_bucket(
+                *policies.list_bucket(
                     args.artifacts_bucket_arn, "training/", "mlflow/", sid="ListArtifacts"
                 ),
                 policies.kms_use(args.key_arn),
                 *policies.ecr_pull([args.training_image_uri]),
                 policies.write_logs(args.region, args.account_id, "/aws/sagemaker/TrainingJobs"),
                 policies.metrics(["/aws/sagemaker/TrainingJobs"]),
-                policies.statement(
-                    ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="TrackAndRegister"
+                *policies.mlflow(
+                    args.tracking_server_arn, write=True, log_models=True, sid="TrackAndRegister"
                 ),
             ],
             tags=tags,
@@ -309,9 +309,8 @@ class TrainingPipeline(pulumi.ComponentResource):
     # ---- helpers ---------------------------------------------------------------------------------
     def _function_specs(self) -> dict[str, FunctionSpec]:
         a = self._args
-        mlflow = policies.statement(
-            ["sagemaker-mlflow:*"], [a.tracking_server_arn], sid="UseTrackingServer"
-        )
+        mlflow_read = policies.mlflow(a.tracking_server_arn, write=False, sid="ReadRegistry")
+        mlflow_write = policies.mlflow(a.tracking_server_arn, write=True, sid="UseTrackingServer")
         read_dataset = policies.objects(
             ["s3:GetObject"], a.data_bucket_arn, "runs/", "curated/", sid="ReadDataset"
         )
@@ -336,7 +335,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "gate": FunctionSpec(
                 handler="gate_handler",
                 description="promotion gate rules 1-3 (data quality, ceiling, champion)",
-                statements=[mlflow, read_dataset, list_dataset, read_models, list_models],
+                statements=[*mlflow_write, read_dataset, *list_dataset, read_models, *list_models],
                 environment=env,
                 timeout_s=300,
                 memory_mb=2048,
@@ -345,9 +344,9 @@ class TrainingPipeline(pulumi.ComponentResource):
                 handler="system_test_handler",
                 description="gate rule 4: system test of the staging endpoint",
                 statements=[
-                    mlflow,
+                    *mlflow_write,
                     read_dataset,
-                    list_dataset,
+                    *list_dataset,
                     policies.statement(
                         ["sagemaker:InvokeEndpoint"], [staging_arn], sid="InvokeStaging"
                     ),
@@ -359,7 +358,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "approval": FunctionSpec(
                 handler="approval_handler",
                 description="gate rule 5: read the approval tag of the candidate",
-                statements=[mlflow],
+                statements=[*mlflow_read],
                 environment=env,
                 timeout_s=60,
                 memory_mb=512,
@@ -367,7 +366,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "promote": FunctionSpec(
                 handler="promote_handler",
                 description="re-check the gate and move @champion / @previous",
-                statements=[mlflow, read_dataset, list_dataset, read_models, list_models],
+                statements=[*mlflow_write, read_dataset, *list_dataset, read_models, *list_models],
                 environment=env,
                 timeout_s=300,
                 memory_mb=2048,
