@@ -4,6 +4,9 @@ Source (CodeConnections, e.g. GitHub, or CodeCommit — by config) → Test (the
 → Deploy dev (``pulumi preview`` + ``pulumi up`` of stack ``dev``) → manual approval → Deploy prd.
 CodeBuild does not hold deployment rights itself: the deploy project assumes ``deployRoleArn`` (a
 role an account administrator creates once, outside this program), so the CI roles stay minimal.
+The deploy project runs in privileged mode, because ``pulumi up`` builds the Lambda container
+image with the Docker daemon of the build container (CodeBuild starts it only in privileged mode);
+the test project does not.
 The Pulumi state backend is ``pulumiBackendUrl``; a Pulumi Cloud token, if used, is read from the
 SSM SecureString named by ``pulumiAccessTokenParameter`` (never stored in config).
 """
@@ -59,17 +62,8 @@ DEPLOY_BUILDSPEC = dedent(
           - export AWS_SESSION_TOKEN=$(echo "$creds" | python -c 'import json,sys; print(json.load(sys.stdin)["SessionToken"])')
           - if [ -n "$PULUMI_BACKEND_URL" ]; then pulumi login "$PULUMI_BACKEND_URL"; fi
           - pulumi stack select "$STACK"
-          # the Lambda functions run the image named by lambdaImageUri (built and pushed from
-          # components/lambda_image/Dockerfile); only without it is the zip layer built here
-          - python -m components.packaging
-          - >-
-            if [ -z "$(pulumi config get lambdaImageUri 2>/dev/null)" ]; then
-            pip install -r components/lambda-requirements.txt -c build/lambda-constraints.txt
-            --target build/lambda-layer/python --platform manylinux_2_28_x86_64
-            --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12; fi
-          - >-
-            aws s3 cp "s3://$(pulumi stack output artifactsBucket)/serving/seed/model.tar.gz"
-            build/seed-model.tar.gz
+          # pulumi up is the whole deploy: it builds and pushes the Lambda image (Docker in this
+          # privileged build container) and trains the seed model (no build/ cache here)
           - pulumi preview --diff --non-interactive
           - pulumi up --yes --skip-preview --non-interactive
     """
@@ -186,9 +180,9 @@ class Delivery(pulumi.ComponentResource):
                 )
             )
         self.projects = {}
-        for kind, buildspec, variables in (
-            ("test", TEST_BUILDSPEC, []),
-            ("deploy", DEPLOY_BUILDSPEC, env_vars),
+        for kind, buildspec, variables, privileged in (
+            ("test", TEST_BUILDSPEC, [], False),
+            ("deploy", DEPLOY_BUILDSPEC, env_vars, True),
         ):
             self.projects[kind] = aws.codebuild.Project(
                 f"{name}-{kind}",
@@ -203,6 +197,7 @@ class Delivery(pulumi.ComponentResource):
                     image=BUILD_IMAGE,
                     type="LINUX_CONTAINER",
                     image_pull_credentials_type="CODEBUILD",
+                    privileged_mode=privileged,
                     environment_variables=variables,
                 ),
                 logs_config=aws.codebuild.ProjectLogsConfigArgs(

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.lambda_function import RUNTIME, FunctionContext, FunctionSpec, python_function
+from components.lambda_function import FunctionContext, FunctionSpec, python_function
 from components.pipeline_definition import build_definition
 
 if TYPE_CHECKING:
@@ -43,8 +43,7 @@ class TrainingPipelineArgs:
     glue_job_name: pulumi.Input[str]
     glue_job_arn: pulumi.Input[str]
     code_uri: pulumi.Input[str]
-    code: pulumi.Archive
-    dependencies: pulumi.Archive  # the zip layer (used only without lambda_image_uri)
+    lambda_image_uri: pulumi.Input[str]  # the stack's Lambda image, by digest
     training_image_uri: str
     inference_image_uri: str
     training_instance_type: str
@@ -58,7 +57,6 @@ class TrainingPipelineArgs:
     capture_percentage: int = 100
     log_retention_days: int = 90
     tags: Mapping[str, str] = field(default_factory=dict)
-    lambda_image_uri: str | None = None  # container-image functions (no layer) when set
 
 
 class TrainingPipeline(pulumi.ComponentResource):
@@ -71,7 +69,6 @@ class TrainingPipeline(pulumi.ComponentResource):
     state_machine_name: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
     definition: pulumi.Output[str]
-    layer_arn: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: TrainingPipelineArgs, opts: pulumi.ResourceOptions | None = None
@@ -126,26 +123,12 @@ class TrainingPipeline(pulumi.ComponentResource):
         )
 
         # ---- Lambda functions (gate, system test, approval, promote) --------------------------
-        # One packaging for all five functions (they share jobs.aws.handlers and its imports):
-        # the container image when configured, else the zip code + a dependency layer.
-        self.layer_arn = None
-        if not args.lambda_image_uri:
-            layer = aws.lambda_.LayerVersion(
-                f"{name}-deps",
-                layer_name=f"{name}-deps",
-                description="Runtime dependencies of jobs.aws.handlers (mlflow-skinny, …)",
-                code=args.dependencies,
-                compatible_runtimes=[RUNTIME],
-                opts=child,
-            )
-            self.layer_arn = layer.arn
+        # All run the stack's Lambda container image (they share jobs.aws.handlers).
         ctx = FunctionContext(
             stack=args.stack,
             region=args.region,
             account_id=args.account_id,
             key_arn=args.key_arn,
-            code=args.code,
-            layer_arn=self.layer_arn,
             log_retention_days=args.log_retention_days,
             tags=tags,
             image_uri=args.lambda_image_uri,
