@@ -21,8 +21,10 @@ unchanged tree neither rebuilds nor pushes.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -99,10 +101,14 @@ def lambda_image(parent: pulumi.Resource, name: str, args: ImageRepositoryArgs) 
     (``f"{name}-build"``), children of ``parent``."""
     repo = image_repository(parent, name, args)
     token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
+    # paths relative to the working directory (the project directory under `pulumi up`): an
+    # absolute path would differ between clones (a laptop, CodeBuild) and make the provider
+    # rebuild an unchanged image, whose push to an immutable tag it already holds would fail
+    context = Path(os.path.relpath(REPO_ROOT))
     image = docker_build.Image(
         f"{name}-build",
-        context=docker_build.BuildContextArgs(location=str(REPO_ROOT)),
-        dockerfile=docker_build.DockerfileArgs(location=str(REPO_ROOT / LAMBDA_DOCKERFILE)),
+        context=docker_build.BuildContextArgs(location=context.as_posix()),
+        dockerfile=docker_build.DockerfileArgs(location=(context / LAMBDA_DOCKERFILE).as_posix()),
         platforms=[docker_build.Platform.LINUX_AMD64],
         build_args=lambda_build_args(),
         tags=[pulumi.Output.concat(repo.repository_url, ":", lambda_image_tag())],

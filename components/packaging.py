@@ -120,20 +120,29 @@ def lambda_build_args() -> dict[str, str]:
     return {"MODEL_RUNTIME_PINS": " ".join(runtime_constraints())}
 
 
+def tree_files(root: Path = REPO_ROOT) -> list[str]:
+    """Every file of ``jobs/`` and ``validation/`` but Python caches, relative and sorted: what
+    the Lambda image copies and what the seed model depends on."""
+    return sorted(
+        path.relative_to(root).as_posix()
+        for package in PACKAGES
+        for path in (root / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+
+
 def lambda_context_files(root: Path = REPO_ROOT) -> list[str]:
     """The files of the Lambda image's build context (what ``Dockerfile.dockerignore`` keeps),
     plus the Dockerfile and its ignore file, relative and sorted."""
-    dockerfile = root / LAMBDA_DOCKERFILE
-    files = [LAMBDA_DOCKERFILE.as_posix(), f"{LAMBDA_DOCKERFILE.as_posix()}.dockerignore"]
-    files.append(LAMBDA_REQUIREMENTS.as_posix())
-    for package in PACKAGES:
-        for path in (root / package).rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                files.append(path.relative_to(root).as_posix())
-    missing = [rel for rel in files[:3] if not (root / rel).is_file()]
-    if missing or not dockerfile.is_file():
+    inputs = [
+        LAMBDA_DOCKERFILE.as_posix(),
+        f"{LAMBDA_DOCKERFILE.as_posix()}.dockerignore",
+        LAMBDA_REQUIREMENTS.as_posix(),
+    ]
+    missing = [rel for rel in inputs if not (root / rel).is_file()]
+    if missing:
         raise PackagingError(f"missing Lambda image input(s): {', '.join(missing)}")
-    return sorted(set(files))
+    return sorted([*inputs, *tree_files(root)])
 
 
 def lambda_image_tag(root: Path = REPO_ROOT) -> str:
@@ -178,13 +187,22 @@ def code_archive(root: Path = REPO_ROOT):
     )
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    info.mtime = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
+def reproducible_targz(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """``(name, bytes)`` members as a ``.tar.gz`` that depends on nothing else: sorted entries,
+    mode 0644, zero mtimes and owners, gzip header without name or time."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
+        gz.write(buffer.getvalue())
+    return out.getvalue()
 
 
 def sourcedir_members(root: Path = REPO_ROOT) -> Iterable[tuple[str, bytes]]:
@@ -198,16 +216,8 @@ def sourcedir_members(root: Path = REPO_ROOT) -> Iterable[tuple[str, bytes]]:
 def build_sourcedir(out_dir: Path, root: Path = REPO_ROOT) -> Path:
     """Write ``sourcedir.tar.gz`` into ``out_dir`` (reproducibly) and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(sourcedir_members(root)):
-            _add(tar, name, data)
     target = out_dir / "sourcedir.tar.gz"
-    with (
-        target.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-    ):
-        gz.write(buffer.getvalue())
+    target.write_bytes(reproducible_targz(sourcedir_members(root)))
     return target
 
 

@@ -20,16 +20,14 @@ rebuild gives the same model.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
-from components.packaging import PACKAGES, REPO_ROOT, _add, runtime_constraints
+from components.packaging import REPO_ROOT, reproducible_targz, runtime_constraints, tree_files
 
 TIMEOUT_S = 900
 
@@ -40,11 +38,9 @@ class SeedModelError(RuntimeError):
 
 def seed_key(root: Path = REPO_ROOT, source: str | None = None) -> str:
     digest = hashlib.sha256()
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-                digest.update(path.read_bytes())
+    for rel in tree_files(root):
+        digest.update(rel.encode() + b"\0")
+        digest.update((root / rel).read_bytes())
     digest.update("\n".join(runtime_constraints()).encode())
     digest.update(f"{sys.version_info.major}.{sys.version_info.minor}".encode())
     if source:
@@ -108,13 +104,5 @@ def _train(home: Path, root: Path, source: str | None) -> Path:
 
 def _pack(model_dir: Path) -> bytes:
     """``model_dir``'s files as a reproducible ``model.tar.gz`` (SageMaker's model archive)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-            _add(tar, path.relative_to(model_dir).as_posix(), path.read_bytes())
-    import gzip
-
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
-        gz.write(buffer.getvalue())
-    return out.getvalue()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    return reproducible_targz((p.relative_to(model_dir).as_posix(), p.read_bytes()) for p in files)

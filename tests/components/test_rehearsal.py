@@ -103,8 +103,9 @@ def test_the_program_builds_its_lambda_image_from_the_clone(rehearsal, stack):
     clone, resources = rehearsal["clone"], rehearsal["runs"][stack]
     (image,) = of_type(resources, DOCKER_IMAGE)
     inputs = image["inputs"]
-    assert inputs["context"]["location"] == str(clone)
-    assert inputs["dockerfile"]["location"] == str(clone / LAMBDA_DOCKERFILE)
+    # the engine runs the program in the project directory: the clone itself is the context
+    assert inputs["context"]["location"] == "."
+    assert inputs["dockerfile"]["location"] == LAMBDA_DOCKERFILE.as_posix()
     assert inputs["push"] is True and inputs["platforms"] == ["linux/amd64"]
     (repo,) = of_type(resources, "aws:ecr/repository:Repository")
     repo_url = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo['inputs']['name']}"
