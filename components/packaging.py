@@ -3,8 +3,8 @@
 The components import nothing from ``jobs/`` at run time; this module only finds files to upload:
 
 - :func:`code_archive` — a Pulumi ``AssetArchive`` of the ``jobs`` and ``validation`` packages
-  (explicit file list: no ``__pycache__``, stable across runs). Pulumi zips it: the Glue job gets it
-  with ``--extra-py-files`` and the Lambda functions use it as their code.
+  (explicit file list: no ``__pycache__``, stable across runs). Pulumi zips it for the Glue job's
+  ``--extra-py-files``.
 - :func:`build_sourcedir` — the SageMaker script-mode ``sourcedir.tar.gz`` (SageMaker needs a
   gzipped tar, which Pulumi archives are not): both packages plus the top-level shims ``train.py``
   (runs ``python -m jobs.train``) and ``inference.py`` (re-exports ``jobs.inference``'s handler
@@ -19,14 +19,16 @@ The components import nothing from ``jobs/`` at run time; this module only finds
 - :func:`lambda_image_tag` — the content address of the Lambda image: a digest of every file of
   its build context (the Dockerfile's ignore file keeps only ``jobs/``, ``validation/`` and the
   requirements) and of the build arguments.
+- :func:`reproducible_targz` — the one writer of ``.tar.gz`` files (sourcedir, seed model).
 
 Python version on SageMaker: ``jobs/`` needs Python ≥ 3.11 (``datetime.UTC``; pandas 3 and numpy
 2.3+ need 3.11 too). The scikit-learn framework images ``1.2-1`` (Python 3.9), ``1.4-2`` and
 ``1.5-2`` (Python 3.10) cannot import ``jobs``; ``1.4-2-py312`` runs Python 3.12
 (aws/sagemaker-scikit-learn-container ``docker/1.4-2-py312``; its pip is configured with
-``break-system-packages``), so the stacks use ``sagemaker-scikit-learn:1.4-2-py312-cpu-py3`` for
-training and serving, and the ``requirements.txt`` below upgrades its scikit-learn 1.4.2 / numpy
-2.1 to the pinned versions. Not verified on AWS here; the fallback is a custom image (README).
+``break-system-packages``), so the stacks use ``sagemaker-scikit-learn:1.4-2-py312-cpu-py3`` of
+their region (:mod:`components.framework_image`) for training and serving, and the ``requirements.txt`` below upgrades its scikit-learn 1.4.2 / numpy
+2.1 to the pinned versions. Not verified on AWS here; the fallback is a custom image
+(config ``trainingImageUri``/``inferenceImageUri``).
 """
 
 from __future__ import annotations
