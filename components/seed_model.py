@@ -6,13 +6,13 @@ without a model, so the first ``pulumi up`` needs one before any pipeline run. R
 the endpoints at first promotion (outside Pulumi's state, so ``destroy`` would leave them running
 and billing), the program trains a seed model itself: ``abalone run`` (``python -m jobs run
 --json``, the same local pipeline a newcomer runs: validate, train, gate) in a throwaway
-``ABALONE_HOME``, on the CLI's default source (DESIGN §4: the UCI file shipped with the package)
-or a given one, then packs the model directory ``jobs/train.py`` wrote as ``model.tar.gz``
+``ABALONE_HOME``, on the CLI's default source (the UCI abalone file) or a given one (config
+``seedModelSource``), then packs the model directory ``jobs/train.py`` wrote as ``model.tar.gz``
 (sorted entries, zero mtimes). The seed is never registered in the stack's MLflow; the first
 promoted model replaces it through the pipeline's ``UpdateEndpoint``.
 
 Cached by content: ``<build dir>/seed-model-<key>.tar.gz``, where the key digests every file of
-``jobs/`` and ``validation/`` (the training code and the shipped data), the model-runtime pins,
+``jobs/`` and ``validation/`` (the training code and any data shipped with it), the model-runtime pins,
 the Python version and the source. An unchanged tree reuses the file; training is seeded, so a
 rebuild gives the same model.
 """
