@@ -12,9 +12,10 @@ and billing), the program trains a seed model itself: ``abalone run`` (``python 
 promoted model replaces it through the pipeline's ``UpdateEndpoint``.
 
 Cached by content: ``<build dir>/seed-model-<key>.tar.gz``, where the key digests every file of
-``jobs/`` and ``validation/`` (the training code and any data shipped with it), the model-runtime pins,
-the Python version and the source. An unchanged tree reuses the file; training is seeded, so a
-rebuild gives the same model.
+``jobs/`` and ``validation/`` (the training code and any data shipped with it), the model-runtime
+pins, the Python version and the source. An unchanged tree reuses the file; training is seeded, so
+a rebuild gives the same model (``model.joblib`` byte for byte; ``metadata.json`` and the
+reference profile carry the run's id and time).
 """
 
 from __future__ import annotations
