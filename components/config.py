@@ -22,7 +22,8 @@ CONFIG_NAMESPACE = "abalone-mlops"
 #: CodeStar Connections → CodeConnections rename (2024) have ``codeconnections`` ARNs, older ones
 #: ``codestar-connections``.
 CONNECTION_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:[0-9]{12}:connection/[\w-]+$"
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):"
+    r"[a-z0-9-]+:[0-9]{12}:connection/[\w-]+$"
 )
 
 

@@ -32,7 +32,7 @@ class FrameworkImageError(LookupError):
 
 @cache
 def image_config() -> dict:
-    """The SDK's scikit-learn image configuration (scopes → versions → registries per region)."""
+    """The SDK's scikit-learn image table (scope → version → registry account per region)."""
     try:
         files = distribution("sagemaker-core").files or []
     except PackageNotFoundError as err:
