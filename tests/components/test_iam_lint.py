@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import parliament
 import pytest
 import yaml
 
 from tests.components.harness import Program
-
-parliament = pytest.importorskip("parliament", reason="parliament is in the dev extra")
 
 ALLOWLIST = Path(__file__).with_name("iam_allowlist.yaml")
 
