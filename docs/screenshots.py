@@ -55,13 +55,12 @@ def data_quality_report(data: Path, work: Path) -> tuple[Path, Path]:
 
 def drift_report(data: Path, work: Path) -> Path:
     """A monitoring run on juvenile-only traffic; the path of its ``report.html``."""
-    from jobs.capture import CaptureItem, CaptureWriter
-    from jobs.inference import Rows
     from jobs.model import build_model
     from jobs.monitor import monitor
     from jobs.profile import build_profile, dumps_profile
-    from jobs.schema import NUMERIC_FEATURES, TARGET
+    from jobs.schema import TARGET
     from jobs.settings import load_settings
+    from tests.jobs.test_monitor import write_own_capture
     from validation import validate_batch
 
     frame = validate_batch(
@@ -75,25 +74,8 @@ def drift_report(data: Path, work: Path) -> Path:
     now = datetime.now(UTC).replace(microsecond=0)
     live = features[features["sex"] == "I"].sample(300, random_state=1)
     home = work / "home"
-    with CaptureWriter(home / "capture") as writer:
-        for i in range(0, len(live), 5):
-            part = live.iloc[i : i + 5]
-            rows = Rows(
-                sex=part["sex"].astype(str).to_numpy(dtype=object),
-                numeric=part[list(NUMERIC_FEATURES)].to_numpy(dtype=float),
-            )
-            writer.submit(
-                CaptureItem(
-                    timestamp=(now - timedelta(minutes=30) + timedelta(seconds=i)).timestamp(),
-                    request_id=f"req-{i}",
-                    content_type="text/csv",
-                    rows=rows,
-                    rings=model.predict(rows.to_frame()),
-                    model_name="abalone-age",
-                    model_version="1",
-                    run_id=None,
-                )
-            )
+    # capture records exactly as `abalone serve` writes them
+    write_own_capture(home / "capture", model, live, now - timedelta(minutes=30))
     result = monitor(load_settings("dev", home=str(home)), reference=str(reference), now=now)
     print(f"monitor: {result.summary['message']}")
     return Path(result.report_html)
