@@ -65,9 +65,9 @@ SUITE_NOTES = {
     ),
     WARNING: (
         "**Severity: warning.** Rows failing these expectations are quarantined with their "
-        "reasons; the rest of the batch is accepted while the quarantined share stays within the "
-        "policy's `max_warning_fraction`. *Failed* on this suite means rows were quarantined, "
-        "not that the batch was rejected."
+        "reasons and the rest of the batch is accepted, unless the quarantined rows are more than "
+        "the policy's `max_warning_fraction` of the batch. *Failed* on this suite means that rows "
+        "were quarantined, not by itself that the batch was rejected."
     ),
 }
 
