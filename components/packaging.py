@@ -59,6 +59,9 @@ ENTRY_POINTS = (
 )
 GLUE_SCRIPT = "jobs/aws/glue_ingest.py"
 _SUFFIXES = {".py", ".json", ".yml", ".yaml", ".txt", ".html", ".j2", ".csv"}
+#: Packaged whatever their suffix: the Data Docs' vendored CSS/JS/fonts and licences (the Glue
+#: ingest builds the report sites on AWS).
+REPORT_ASSETS = "validation/assets/"
 #: The model runtime: pinned to the deploying environment's versions (``name==version``), with the
 #: lower bound used when a package is not installed there.
 MODEL_RUNTIME = {
@@ -175,8 +178,9 @@ def package_files(root: Path = REPO_ROOT) -> list[str]:
         for path in (root / package).rglob("*"):
             if "__pycache__" in path.parts or not path.is_file():
                 continue
-            if path.suffix in _SUFFIXES:
-                files.append(path.relative_to(root).as_posix())
+            rel = path.relative_to(root).as_posix()
+            if path.suffix in _SUFFIXES or rel.startswith(REPORT_ASSETS):
+                files.append(rel)
     return sorted(files)
 
 

@@ -29,6 +29,7 @@ from jobs.profile import build_profile, dumps_profile
 from jobs.schema import FEATURES, NUMERIC_FEATURES
 from jobs.settings import load_settings
 from jobs.synthetic import make_abalone
+from tests.html_assets import external_refs, missing_local_refs
 from tests.jobs.test_drift import WEIGHTS, quick_model
 
 # The injected clock: every test here passes `now=NOW` (or derives times from the real clock), so
@@ -273,6 +274,11 @@ def test_replay_shows_no_drift_and_writes_reports(tmp_path, model, profile_path)
     assert Path(saved["data_quality"]["report_html"]).is_file()
     assert set(saved["drift_detail"]["features"]) == set(FEATURES)
     assert not list(run_dir.rglob(".tmp-*"))
+    # every page of the run (drift report, Data Docs) renders from local files only
+    pages = [p for p in run_dir.rglob("*.html") if "static/vendor" not in p.as_posix()]
+    assert len(pages) == 6  # report.html; Data Docs index, 2 suite and 2 validation pages
+    assert [ref for p in pages for ref in external_refs(p)] == []
+    assert [ref for p in pages for ref in missing_local_refs(p)] == []
 
 
 def test_juveniles_from_s3_sagemaker_capture_are_flagged(aws_env, tmp_path, model, profile):
