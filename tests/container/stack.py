@@ -283,9 +283,38 @@ _modules.import_module(env.module_dir, env.module_name)
 """
 
 
+def remove_code_package(venv: Path, name: str = "inference") -> None:
+    """Delete the files an earlier run's code package left in the cached venv.
+
+    The image installs the code package once per container; here the venv outlives it. pip cannot
+    uninstall what the image's install step builds (it reports no files: the package data copies
+    the build's own ``.egg-info``), so stale modules of an earlier tree would stay importable. The
+    files its RECORD lists are removed instead, then the directories left empty.
+    """
+    for site in venv.glob("lib/python3*/site-packages"):
+        for record in site.glob(f"{name}-*.dist-info/RECORD"):
+            tops = set()
+            for line in record.read_text().splitlines():
+                rel = line.split(",", 1)[0]
+                if not rel or rel.startswith(("..", "/")):
+                    continue
+                tops.add(rel.split("/", 1)[0])
+                (site / rel).unlink(missing_ok=True)
+            for top in tops:
+                path = site / top
+                if path.is_dir():
+                    for sub in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                        if sub.is_dir() and not any(sub.iterdir()):
+                            sub.rmdir()
+                    if not any(path.iterdir()):
+                        path.rmdir()
+            shutil.rmtree(record.parent, ignore_errors=True)
+
+
 def install_code_package(venv: Path, sourcedir: Path, base_dir: Path) -> str:
     """The first step of ``sagemaker_containers._server.start``: download and extract the code
     package into ``<base>/code``, ``pip install . -r requirements.txt``, import the module."""
+    remove_code_package(venv)
     env = serving_env(venv, base_dir, sourcedir)
     return _run(
         [str(venv / "bin/python"), "-c", INSTALL_CODE],
