@@ -19,7 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from components.packaging import MODEL_RUNTIME
 from jobs.inference import model_fn
 from jobs.schema import FEATURES
 from jobs.serve import ServeLimits, serve_in_thread
@@ -113,6 +116,17 @@ def test_code_package_installs_over_the_image_pins(container_venv, installed):
     assert check.returncode == 0, check.stdout + check.stderr
     have = stack.versions(container_venv)
     assert have["protobuf"] == "3.20.2"  # the image's pin (sagemaker-containers' record_pb2)
+    moved = set()
+    for pin in stack.IMAGE_PINS:
+        req = Requirement(pin)
+        name = canonicalize_name(req.name)
+        if not req.specifier.contains(have.get(name, "0"), prereleases=True):
+            moved.add(name)
+    # only the model runtime (pinned to the training environment) and boto3 (the code's floor)
+    # may move; the serving and training stack (Flask, Werkzeug, gevent, gunicorn, protobuf,
+    # sagemaker-*) keeps the image's versions
+    on_purpose = {canonicalize_name(n) for n in MODEL_RUNTIME} | {"boto3", "botocore"}
+    assert moved <= on_purpose, sorted(moved - on_purpose)
 
 
 def test_ping(servers):
