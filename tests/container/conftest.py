@@ -4,6 +4,7 @@ builds it, and the image's venv (cached, see ``tests/container/stack.py``)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,41 @@ def container_python() -> str:
 def sourcedir(tmp_path_factory) -> Path:
     """``sourcedir.tar.gz`` exactly as ``pulumi up`` uploads it (components.packaging)."""
     return build_sourcedir(tmp_path_factory.mktemp("build"))
+
+
+#: where the stack uploads the code package (components/abalone_mlops.py SOURCEDIR_KEY)
+CODE_KEY = "code/sagemaker/sourcedir.tar.gz"
+
+
+@dataclass(frozen=True)
+class CodeUpload:
+    uri: str  # what the stack passes as SAGEMAKER_SUBMIT_DIRECTORY / sagemaker_submit_directory
+    env: dict[str, str]  # how the image's toolkits reach the S3 emulator
+
+
+@pytest.fixture(scope="session")
+def code_upload(sourcedir, moto_endpoint) -> CodeUpload:
+    """The code package in an S3 bucket (moto on loopback), as ``pulumi up`` leaves it."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket="abalone-artifacts-container-test")
+    s3.upload_file(str(sourcedir), "abalone-artifacts-container-test", CODE_KEY)
+    return CodeUpload(
+        uri=f"s3://abalone-artifacts-container-test/{CODE_KEY}",
+        env={
+            "S3_ENDPOINT_URL": moto_endpoint,  # sagemaker-containers/-training's own setting
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        },
+    )
 
 
 @pytest.fixture(scope="session")

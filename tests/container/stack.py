@@ -11,7 +11,8 @@ NPY decoder). The image's own package, ``sagemaker_sklearn_container``, is not o
 entry functions are reproduced in ``tests/container/entry/sklearn_container_entry.py``.
 
 Then, as the image does when it starts, the code package (``sourcedir.tar.gz`` built by
-``components.packaging``) is installed with sagemaker-containers' own ``import_module`` (``pip
+``components.packaging``, downloaded from S3 — moto here, through the toolkits' own
+``S3_ENDPOINT_URL``) is installed with sagemaker-containers' own ``import_module`` (``pip
 install . -r requirements.txt``), and :func:`serving_command` is the gunicorn command line of
 ``sagemaker_containers._server.start`` bound to a loopback port (no nginx).
 
@@ -179,7 +180,7 @@ def image_venv(python: str, sourcedir: Path) -> tuple[Path, float | None]:
         started = time.monotonic()
         build_image_venv(python, venv)
         with tempfile.TemporaryDirectory(prefix="abalone-container-") as tmp:
-            install_code_package(venv, sourcedir, Path(tmp))
+            install_code_package(venv, str(sourcedir), Path(tmp))
         (venv / ".complete").write_text(requirements)
         _prune(root, keep=venv)
         return venv, time.monotonic() - started
@@ -261,14 +262,14 @@ def container_env(venv: Path, base_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def serving_env(venv: Path, base_dir: Path, sourcedir: Path, **extra: str) -> dict[str, str]:
-    """``container_env`` plus what the stack's SageMaker Model sets (components/model_endpoint.py)
-    with the code package at a local path instead of S3."""
+def serving_env(venv: Path, base_dir: Path, code_uri: str, **extra: str) -> dict[str, str]:
+    """``container_env`` plus what the stack's SageMaker Model sets (components/model_endpoint.py);
+    ``code_uri`` is the ``s3://`` URI of the code package (or a local path)."""
     return container_env(
         venv,
         base_dir,
         SAGEMAKER_PROGRAM="inference.py",
-        SAGEMAKER_SUBMIT_DIRECTORY=str(sourcedir),
+        SAGEMAKER_SUBMIT_DIRECTORY=code_uri,
         SAGEMAKER_CONTAINER_LOG_LEVEL="20",
         SAGEMAKER_REGION="us-east-1",
         ABALONE_ENV="dev",
@@ -311,11 +312,11 @@ def remove_code_package(venv: Path, name: str = "inference") -> None:
             shutil.rmtree(record.parent, ignore_errors=True)
 
 
-def install_code_package(venv: Path, sourcedir: Path, base_dir: Path) -> str:
+def install_code_package(venv: Path, code_uri: str, base_dir: Path, **extra: str) -> str:
     """The first step of ``sagemaker_containers._server.start``: download and extract the code
     package into ``<base>/code``, ``pip install . -r requirements.txt``, import the module."""
     remove_code_package(venv)
-    env = serving_env(venv, base_dir, sourcedir)
+    env = serving_env(venv, base_dir, code_uri, **extra)
     return _run(
         [str(venv / "bin/python"), "-c", INSTALL_CODE],
         "code package install",

@@ -65,19 +65,21 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def installed(container_venv, sourcedir, tmp_path_factory):
+def installed(container_venv, code_upload, tmp_path_factory):
     """``/opt/ml`` with the model and the code package installed by the image's start-up step."""
     base = tmp_path_factory.mktemp("opt-ml")
     make_model_dir(base / "model", model_version="5")
-    output = stack.install_code_package(container_venv, sourcedir, base)
+    output = stack.install_code_package(container_venv, code_upload.uri, base, **code_upload.env)
     return base, output
 
 
 @pytest.fixture(scope="module")
-def servers(container_venv, sourcedir, installed):
+def servers(container_venv, code_upload, installed):
     base, _ = installed
     port = free_port()
-    env = stack.serving_env(container_venv, base, sourcedir, ABALONE_MAX_ROWS=str(MAX_ROWS))
+    env = stack.serving_env(
+        container_venv, base, code_upload.uri, ABALONE_MAX_ROWS=str(MAX_ROWS), **code_upload.env
+    )
     log = base / "gunicorn.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.container
 INGEST_ID = "20261126T120000000000Z-c0ffee"
 
 
-def write_training_config(base, sourcedir, hyperparameters: dict[str, str]) -> str:
+def write_training_config(base, code_uri: str, hyperparameters: dict[str, str]) -> str:
     """``/opt/ml/input`` as SageMaker lays it out for the stack's training job; the version."""
     frame = make_abalone(500, seed=5)
     for name, part in split(frame, seed=0).items():
@@ -41,7 +41,7 @@ def write_training_config(base, sourcedir, hyperparameters: dict[str, str]) -> s
     config.mkdir(parents=True)
     hyper = {
         "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": str(sourcedir),
+        "sagemaker_submit_directory": code_uri,
         "sagemaker_container_log_level": "20",
         **hyperparameters,
     }
@@ -63,9 +63,9 @@ def write_training_config(base, sourcedir, hyperparameters: dict[str, str]) -> s
     return dataset_version(frame)
 
 
-def test_training_job_through_the_image_entry(container_venv, sourcedir, mlflow_server, tmp_path):
+def test_training_job_through_the_image_entry(container_venv, code_upload, mlflow_server, tmp_path):
     base = tmp_path / "opt-ml"
-    version = write_training_config(base, sourcedir, {"estimators": "svr", "svr_C": "3"})
+    version = write_training_config(base, code_upload.uri, {"estimators": "svr", "svr_C": "3"})
     env = stack.container_env(
         container_venv,
         base,
@@ -79,6 +79,7 @@ def test_training_job_through_the_image_entry(container_venv, sourcedir, mlflow_
         ABALONE_INGEST_ID=INGEST_ID,
         ABALONE_DATA_QUALITY="passed",
         ABALONE_REPORT_PATH=f"/reports/{INGEST_ID}/data_docs/index.html",
+        **code_upload.env,
     )
     log_path = tmp_path / "train.log"
     with log_path.open("wb") as out:
