@@ -178,9 +178,13 @@ def image_venv(python: str, sourcedir: Path) -> tuple[Path, float | None]:
             return venv, None
         shutil.rmtree(venv, ignore_errors=True)
         started = time.monotonic()
-        build_image_venv(python, venv)
-        with tempfile.TemporaryDirectory(prefix="abalone-container-") as tmp:
-            install_code_package(venv, str(sourcedir), Path(tmp))
+        try:
+            build_image_venv(python, venv)
+            with tempfile.TemporaryDirectory(prefix="abalone-container-") as tmp:
+                install_code_package(venv, str(sourcedir), Path(tmp))
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)  # nothing half-built stays behind
+            raise
         (venv / ".complete").write_text(requirements)
         _prune(root, keep=venv)
         return venv, time.monotonic() - started
