@@ -7,7 +7,8 @@ The SageMaker scikit-learn serving container imports this module and calls, per 
     prediction = predict_fn(data, model)
     body, content_type = output_fn(prediction, accept)
 
-``abalone serve`` (``jobs.serve``) runs the very same functions behind a local ASGI server.
+``abalone serve`` (``jobs.serve``) runs the very same functions behind a local ASGI server; the
+image's default model server calls :func:`transform_fn`, which chains them (``inference.py``).
 
 Model directory: what ``jobs/train.py`` writes to ``SM_MODEL_DIR`` (``model.joblib`` + optional
 ``metadata.json``), or an MLflow model directory (``MLmodel`` + cloudpickled ``model.pkl``).
@@ -252,8 +253,8 @@ def input_fn(request_body: str | bytes, request_content_type: str | None) -> Row
 
 
 def _for_container(err: InvalidInput) -> InvalidInput:
-    """Inside the SageMaker container, re-raise as the inference toolkit's error type so the model
-    server answers ``err.status_code`` with the message (any other exception becomes a 500)."""
+    """Inside the SageMaker container, re-raise as the inference toolkit's error type so its
+    multi-model server answers ``err.status_code`` (the default server: :func:`transform_fn`)."""
     cls = _toolkit_error_class()
     return err if cls is None or isinstance(err, cls) else cls(err.message, err.status_code)
 
@@ -588,6 +589,33 @@ def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
         "model_version": prediction.model_version,
     }
     return json.dumps(payload, separators=(",", ":")), JSON_TYPE
+
+
+def transform_fn(
+    model: ServingModel, request_body: str | bytes, content_type: str | None, accept: str | None
+) -> Any:
+    """One request in the SageMaker scikit-learn image's model server (sagemaker-containers under
+    gunicorn): ``input_fn`` → ``predict_fn`` → ``output_fn``, a bad request answered with its 4xx
+    and ``{"error": message}`` as ``abalone serve`` does. That server turns any exception of a
+    handler into a 500 but passes a response object through, so the error is returned as one."""
+    try:
+        choose_accept(accept)  # 406 before any work, as abalone serve
+        return output_fn(predict_fn(input_fn(request_body, content_type), model), accept)
+    except InvalidInput as err:
+        response = _container_response_class()
+        if response is None:
+            raise
+        body = json.dumps({"error": err.message})
+        return response(response=body, status=err.status_code, mimetype=JSON_TYPE)
+
+
+@functools.cache
+def _container_response_class() -> Any:
+    try:
+        from sagemaker_containers.beta.framework import worker
+    except ImportError:  # not in the image
+        return None
+    return worker.Response
 
 
 # ---- the fast path --------------------------------------------------------------------------------

@@ -424,7 +424,7 @@ def train(
         joblib.dump(model, model_dir / "model.joblib")
         _write_json(
             model_dir / "metadata.json",
-            {
+            metadata := {
                 "model_name": MODEL_NAME,
                 "run_id": run_id,
                 "dataset_version": dataset_version,
@@ -455,7 +455,8 @@ def train(
                 },
             },
         )
-        try:
+        try:  # the served model names its version (SageMaker packs model_dir after the script)
+            _write_json(model_dir / "metadata.json", {**metadata, "model_version": version})
             registry.set_alias(CHALLENGER, version)
             client.set_tag(run_id, "registered_version", version)
         except BaseException:

@@ -468,7 +468,7 @@ def test_code_archives_contain_the_entry_points_and_the_gx_suite(program):
     ):
         assert rel in names, f"sourcedir.tar.gz lacks {rel}"
     assert 'run_module("jobs.train"' in shim
-    assert "from jobs.inference import input_fn, model_fn, output_fn, predict_fn" in serving
+    assert "from jobs.inference import model_fn, transform_fn" in serving
 
 
 def test_sourcedir_is_reproducible(tmp_path):
