@@ -76,3 +76,17 @@ def container_venv(container_python, sourcedir, request) -> Path:
         if reporter is not None:
             reporter.write_line(f"container venv built in {took:.0f} s: {venv}")
     return venv
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_module_in_the_venv_at_a_time(container_venv):
+    """The cached venv is one container: each module reinstalls the code package into it, so two
+    modules on two xdist workers must not use it at the same time."""
+    import fcntl
+
+    with (container_venv / ".in-use").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -208,7 +208,7 @@ def test_malformed_payloads_answer_as_locally_and_the_server_survives(servers):
     @given(malformed_payload())
     def check(payload):
         ctype, body = payload
-        sent = ctype if ctype.isascii() and ctype.isprintable() else None
+        sent = ctype  # the generator makes only values a client can send, or None (no header)
         got = servers.post(servers.container, body, sent)
         local_type, local_body = as_the_image_passes_it(sent, body)
         want = servers.post(servers.local, local_body, local_type)
