@@ -88,7 +88,7 @@ def abalone_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_csv(tmp_path_factory) -> Path:
     """A headerless generated batch that satisfies the data contract."""
-    from jobs.synthetic import make_abalone, to_csv_bytes
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
 
     path = tmp_path_factory.mktemp("data") / "synthetic.csv"
     path.write_bytes(to_csv_bytes(make_abalone(800, seed=1)))

@@ -21,16 +21,16 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from jobs.errors import ServiceError, SourceError, UsageError
+from jobs.adapters.lake import Lake
+from jobs.core.errors import ServiceError, SourceError, UsageError
 
 log = logging.getLogger(__name__)
 
 PARAMETER_ROOT = "/abalone"
-RAW_PREFIX = "raw/"
 #: SSM parameter (under /abalone/<stack>/) → StackResources field. Written by components/abalone_mlops.py.
 PARAMETERS: dict[str, str] = {
     "data-bucket": "data_bucket",
@@ -141,16 +141,9 @@ class Submitted:
         return asdict(self)
 
 
-def _safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit("/", 1)[-1]).strip("._")
-    return cleaned[:100] or "batch.csv"
-
-
 def raw_key(name: str, now: datetime | None = None) -> str:
-    """A new flat key under ``raw/`` (the trigger prefix); never one of the ingest's
-    ``raw/<ingest_id>/…`` landings, which the state machine ignores."""
-    now = now or datetime.now(UTC)
-    return f"{RAW_PREFIX}{now:%Y%m%d-%H%M%S-%f}-{_safe_name(name)}"
+    """A new flat key under the lake's ``raw/`` trigger prefix (:meth:`Lake.upload_key`)."""
+    return Lake.upload_key(name, now)
 
 
 def upload_batch(
@@ -161,8 +154,8 @@ def upload_batch(
     max_bytes: int = 50 * 1024 * 1024,
 ) -> str:
     """Read ``source`` (path, URL or ``s3://``) and put it under the data bucket's ``raw/``."""
-    from jobs.fetch import fetch
-    from jobs.settings import FetchLimits
+    from jobs.adapters.fetch import fetch
+    from jobs.adapters.settings import FetchLimits
 
     s3 = s3 or _client("s3", resources.region)
     fetched = fetch(source, limits=FetchLimits(max_bytes=max_bytes), s3_client=s3)

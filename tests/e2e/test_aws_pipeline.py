@@ -76,13 +76,13 @@ def _data_bytes() -> tuple[bytes, str]:
     path = os.environ.get("ABALONE_DATA")
     if path and Path(path).is_file():
         return Path(path).read_bytes(), "real UCI file"
-    from jobs.synthetic import make_abalone, to_csv_bytes
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
 
     return to_csv_bytes(make_abalone(1500, seed=21)), "generated"
 
 
 def _bad_bytes() -> bytes:
-    from jobs.synthetic import make_abalone, to_csv_bytes
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
 
     frame = make_abalone(300, seed=22)
     frame["sex"] = "X"  # critical expectation: sex in {M, F, I}
@@ -310,7 +310,7 @@ class Harness:
         harness = self
 
         def invoke_endpoint(resp_self):
-            from jobs.inference import InvalidInput, input_fn, output_fn, predict_fn
+            from jobs.serving.handlers import InvalidInput, input_fn, output_fn, predict_fn
 
             name = resp_self._get_param("EndpointName") or resp_self.path.split("/")[2]
             backend = sagemaker_backends[resp_self.current_account][resp_self.region]
@@ -357,7 +357,7 @@ class Harness:
         )
 
     def _model(self, model_url: str):
-        from jobs.inference import model_fn
+        from jobs.serving.handlers import model_fn
 
         if model_url not in self.models:
             bucket, _, key = model_url.removeprefix("s3://").partition("/")
@@ -745,7 +745,7 @@ def aws(tmp_path, monkeypatch, moto_endpoint):
 
 
 def registry_snapshot(tracking_uri: str) -> tuple[set[str], str | None]:
-    from jobs.registry import CHAMPION, Registry
+    from jobs.adapters.tracking import CHAMPION, Registry
 
     reg = Registry(tracking_uri)
     versions = {str(v.version) for v in reg.client.search_model_versions(f"name='{reg.name}'")}
@@ -770,10 +770,10 @@ def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(
 ):
     from typer.testing import CliRunner
 
+    from jobs.adapters.capture_reader import read_capture
+    from jobs.adapters.tracking import CHAMPION, Registry
     from jobs.aws import launcher
     from jobs.cli import app
-    from jobs.monitor import read_capture
-    from jobs.registry import CHAMPION, Registry
 
     stack = Stack(aws, "dev", mlflow_server, require_approval=False)
     stack.create()
@@ -862,7 +862,7 @@ def test_bad_batch_takes_the_failure_branch(aws, mlflow_server):
 
 
 def test_prd_waits_for_approval_then_promotes(aws, mlflow_server):
-    from jobs.registry import CHAMPION, Registry
+    from jobs.adapters.tracking import CHAMPION, Registry
 
     stack = Stack(aws, "prd", mlflow_server, require_approval=True)
     stack.create()

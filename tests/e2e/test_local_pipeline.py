@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.synthetic import make_abalone, to_csv_bytes
+from jobs.core.synthetic import make_abalone, to_csv_bytes
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow

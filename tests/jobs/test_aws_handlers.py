@@ -21,9 +21,12 @@ import pytest
 from moto import mock_aws
 
 from jobs.aws import handlers
-from jobs.errors import SourceError, UsageError
-from jobs.schema import FEATURES
-from jobs.synthetic import make_abalone
+from jobs.core.errors import SourceError, UsageError
+from jobs.core.golden import GOLDEN_ROWS
+from jobs.core.schema import FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.promotion.invokers import CallableInvoker
+from jobs.promotion.systemtest import run_system_test
 
 GOOD_STATE = {
     "bucket": "data",
@@ -113,7 +116,7 @@ def test_approval_status_rules():
 def test_approval_handler_reads_tags_from_mlflow(mlflow_server, monkeypatch):
     from mlflow import MlflowClient
 
-    from jobs.registry import Registry
+    from jobs.adapters.tracking import Registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
@@ -142,9 +145,9 @@ def test_approval_handler_reads_tags_from_mlflow(mlflow_server, monkeypatch):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A fitted model directory as jobs/train.py writes it, loaded by the SageMaker handler."""
-    from jobs.evaluate import regression_metrics
-    from jobs.inference import model_fn
-    from jobs.model import build_model
+    from jobs.core.evaluate import regression_metrics
+    from jobs.core.model import build_model
+    from jobs.serving.handlers import model_fn
 
     frame = make_abalone(700, seed=11)
     train, test = frame.iloc[:500], frame.iloc[500:].reset_index(drop=True)
@@ -160,7 +163,7 @@ def served(tmp_path_factory):
 
 def container(model, *, shift: float = 0.0, accept_garbage: bool = False):
     """What the SageMaker container does per request, as an ``invoke`` function."""
-    from jobs.inference import InvalidInput, input_fn, output_fn, predict_fn
+    from jobs.serving.handlers import InvalidInput, input_fn, output_fn, predict_fn
 
     def invoke(body: bytes, content_type: str, accept: str) -> bytes:
         try:
@@ -179,8 +182,8 @@ def container(model, *, shift: float = 0.0, accept_garbage: bool = False):
 
 def test_endpoint_system_test_passes_a_faithful_endpoint(served):
     model, test, rmse = served
-    result = handlers.run_endpoint_system_test(
-        container(model), test, expected_rmse=rmse, tolerance=0.01, endpoint="stg"
+    result = run_system_test(
+        CallableInvoker(container(model), "stg"), test, expected_rmse=rmse, tolerance=0.01
     )
     assert result.passed, result.reasons
     assert result.rows == len(test) and result.rmse == pytest.approx(rmse, abs=1e-9)
@@ -191,8 +194,8 @@ def test_endpoint_system_test_passes_a_faithful_endpoint(served):
 
 def test_endpoint_system_test_fails_when_served_rmse_drifts_from_logged(served):
     model, test, rmse = served
-    result = handlers.run_endpoint_system_test(
-        container(model, shift=1.5), test, expected_rmse=rmse, tolerance=0.05
+    result = run_system_test(
+        CallableInvoker(container(model, shift=1.5)), test, expected_rmse=rmse, tolerance=0.05
     )
     assert not result.passed
     assert any("> tolerance" in r for r in result.reasons)
@@ -200,8 +203,8 @@ def test_endpoint_system_test_fails_when_served_rmse_drifts_from_logged(served):
 
 def test_endpoint_system_test_fails_a_broken_model_on_the_golden_rows(served):
     model, test, rmse = served
-    result = handlers.run_endpoint_system_test(
-        container(model, shift=-25.0), test, expected_rmse=rmse, tolerance=100.0
+    result = run_system_test(
+        CallableInvoker(container(model, shift=-25.0)), test, expected_rmse=rmse, tolerance=100.0
     )
     assert not result.passed
     assert any(r.startswith("golden row 'large adult female'") for r in result.reasons)
@@ -209,8 +212,11 @@ def test_endpoint_system_test_fails_a_broken_model_on_the_golden_rows(served):
 
 def test_endpoint_system_test_fails_when_garbage_is_answered(served):
     model, test, rmse = served
-    result = handlers.run_endpoint_system_test(
-        container(model, accept_garbage=True), test, expected_rmse=rmse, tolerance=0.05
+    result = run_system_test(
+        CallableInvoker(container(model, accept_garbage=True)),
+        test,
+        expected_rmse=rmse,
+        tolerance=0.05,
     )
     assert not result.passed
     assert "malformed request was answered as if valid" in result.reasons
@@ -222,7 +228,7 @@ def test_endpoint_system_test_reports_a_dead_endpoint(served):
     def dead(body, content_type, accept):
         raise ConnectionError("endpoint abalone-dev-staging is not InService")
 
-    result = handlers.run_endpoint_system_test(dead, test, expected_rmse=rmse, tolerance=0.05)
+    result = run_system_test(CallableInvoker(dead), test, expected_rmse=rmse, tolerance=0.05)
     assert not result.passed and "not InService" in result.reasons[0]
 
 
@@ -261,7 +267,7 @@ def test_version_from_training_output(monkeypatch):
 
 
 def test_golden_rows_are_eight_features():
-    rows = handlers.golden_rows()
+    rows = [tuple(g.values) for g in GOLDEN_ROWS]
     assert rows and all(len(r) == 8 and r[0] in ("M", "F", "I") for r in rows)
     assert np.isfinite(np.asarray([r[1:] for r in rows], dtype=float)).all()
     assert Path(handlers.__file__).name == "handlers.py"
@@ -275,9 +281,9 @@ def test_gate_rejects_above_the_ceiling_tags_why_and_moves_nothing(mlflow_server
     import mlflow
     import mlflow.sklearn
 
-    from jobs.data import canonical_csv
-    from jobs.model import build_model
-    from jobs.registry import Registry
+    from jobs.adapters.tracking import Registry
+    from jobs.core.data import canonical_csv
+    from jobs.core.model import build_model
 
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
@@ -352,7 +358,7 @@ def drift_env(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        from jobs.profile import build_profile
+        from jobs.core.profile import build_profile
 
         s3 = boto3.client("s3", region_name="us-east-1")
         for bucket in ("drift-data", "drift-reports"):

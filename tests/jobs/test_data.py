@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from jobs.data import dataset_version, split
-from jobs.synthetic import make_abalone
+from jobs.core.data import dataset_version, split
+from jobs.core.synthetic import make_abalone
 
 
 def test_split_is_deterministic_disjoint_and_complete():

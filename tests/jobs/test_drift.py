@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from jobs.drift import Thresholds, assess, chi_square, ks_test, psi
-from jobs.errors import UsageError
-from jobs.profile import build_profile
-from jobs.schema import NUMERIC_FEATURES
-from jobs.settings import STACKS
-from jobs.synthetic import make_abalone
+from jobs.adapters.settings import STACKS
+from jobs.core.drift import Thresholds, assess, chi_square, ks_test, psi
+from jobs.core.errors import UsageError
+from jobs.core.profile import build_profile
+from jobs.core.schema import NUMERIC_FEATURES
+from jobs.core.synthetic import make_abalone
 
 WEIGHTS = ["whole_weight", "shucked_weight", "viscera_weight", "shell_weight"]
 
@@ -169,8 +169,8 @@ def test_real_data_test_split_replay_is_quiet_and_shifts_are_named(real_data_pat
     train split; juveniles only, or weights x1.5, are flagged with the right columns named."""
     import pandas as pd
 
-    from jobs.data import split
-    from jobs.schema import COLUMNS
+    from jobs.core.data import split
+    from jobs.core.schema import COLUMNS
 
     parts = split(pd.read_csv(real_data_path, header=None, names=list(COLUMNS)), seed=0)
     train = parts["train"].drop(columns="rings")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from jobs.errors import UsageError
-from jobs.evaluate import MetricsInputError, paired_bootstrap_rmse_diff, regression_metrics
+from jobs.core.errors import UsageError
+from jobs.core.evaluate import MetricsInputError, paired_bootstrap_rmse_diff, regression_metrics
 
 
 def test_metrics_match_hand_computed_values():

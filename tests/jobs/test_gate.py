@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from jobs.gate import MAX_TAG_CHARS, ChampionComparison, GateInputs, decide
-from jobs.settings import STACKS
+from jobs.adapters.settings import STACKS
+from jobs.core.gate import MAX_TAG_CHARS, ChampionComparison, GateInputs, decide
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 from moto import mock_aws
 
 from jobs.aws import glue_ingest
-from jobs.errors import RejectedError, SourceError, StorageError, UsageError
-from jobs.synthetic import make_abalone, to_csv_bytes
+from jobs.core.errors import RejectedError, SourceError, StorageError, UsageError
+from jobs.core.synthetic import make_abalone, to_csv_bytes
 
 DATA, REPORTS = "abalone-data-test", "abalone-reports-test"
 

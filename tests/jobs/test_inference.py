@@ -27,12 +27,12 @@ from sklearn.preprocessing import (
 )
 from sklearn.svm import SVR
 
-from jobs import inference
-from jobs.errors import UsageError
-from jobs.inference import InvalidInput, input_fn, model_fn, output_fn, predict_fn
-from jobs.model import build_model
-from jobs.schema import FEATURES, NUMERIC_FEATURES
-from jobs.synthetic import make_abalone
+from jobs.core.errors import UsageError
+from jobs.core.model import build_model
+from jobs.core.schema import FEATURES, NUMERIC_FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.serving import fastpath, handlers
+from jobs.serving.handlers import InvalidInput, input_fn, model_fn, output_fn, predict_fn
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -398,17 +398,17 @@ def test_fast_path_is_bit_identical_or_absent(tmp_path, name):
 
 def test_fast_path_that_disagrees_is_discarded(model):
     """The load-time self-check rejects a compiled path whose predictions differ."""
-    good = inference._build_fast_path(model.pipeline)
-    assert good is not None and inference._same_predictions(model.pipeline, good)
+    good = fastpath._build_fast_path(model.pipeline)
+    assert good is not None and fastpath._same_predictions(model.pipeline, good)
 
     def off_by_a_hair(sex, numeric):
         return good(sex, numeric) + 1e-12
 
-    assert not inference._same_predictions(model.pipeline, off_by_a_hair)
+    assert not fastpath._same_predictions(model.pipeline, off_by_a_hair)
 
 
 def test_probe_rows_are_valid_requests():
-    probe = inference.probe_rows(50)
+    probe = fastpath.probe_rows(50)
     body = "\n".join(
         ",".join([s, *map(repr, values)])
         for s, values in zip(probe.sex, probe.numeric.tolist(), strict=True)
@@ -432,7 +432,7 @@ def test_errors_become_toolkit_errors_inside_the_sagemaker_container(monkeypatch
     errors.BaseInferenceToolkitError = BaseInferenceToolkitError
     monkeypatch.setitem(sys.modules, "sagemaker_inference", types.ModuleType("sagemaker_inference"))
     monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
-    inference._toolkit_error_class.cache_clear()
+    handlers._toolkit_error_class.cache_clear()
     try:
         with pytest.raises(BaseInferenceToolkitError) as info:
             input_fn("X,1,2,3,4,5,6,7", CSV)
@@ -443,4 +443,4 @@ def test_errors_become_toolkit_errors_inside_the_sagemaker_container(monkeypatch
             output_fn(prediction, "image/png")
         assert info.value.status_code == 406
     finally:
-        inference._toolkit_error_class.cache_clear()
+        handlers._toolkit_error_class.cache_clear()

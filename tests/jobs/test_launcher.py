@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from jobs.aws import launcher
-from jobs.errors import ServiceError, SourceError, UsageError
+from jobs.core.errors import ServiceError, SourceError, UsageError
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/sfn"

@@ -9,11 +9,11 @@ import joblib
 import numpy as np
 import pytest
 
-from jobs.errors import RejectedError
-from jobs.evaluate import regression_metrics
-from jobs.model import DEFAULT_PARAMS, PARAM_TYPES, ModelInputError, build_model, parse_params
-from jobs.schema import FEATURES, TARGET
-from jobs.synthetic import make_abalone
+from jobs.core.errors import RejectedError
+from jobs.core.evaluate import regression_metrics
+from jobs.core.model import DEFAULT_PARAMS, PARAM_TYPES, ModelInputError, build_model, parse_params
+from jobs.core.schema import FEATURES, TARGET
+from jobs.core.synthetic import make_abalone
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_params_override_defaults_and_parse_cli_strings(frames):
     ],
 )
 def test_bad_params_are_rejected(raw, message):
-    from jobs.errors import UsageError
+    from jobs.core.errors import UsageError
 
     with pytest.raises(UsageError, match=message):
         build_model(parse_params(raw))

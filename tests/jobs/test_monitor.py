@@ -13,22 +13,19 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from jobs.capture import CaptureItem, CaptureWriter
+from jobs.adapters.capture import CaptureItem, CaptureWriter
+from jobs.adapters.capture_reader import parse_line, read_capture
+from jobs.adapters.settings import load_settings
 from jobs.cli import app
-from jobs.errors import SourceError, UsageError
-from jobs.inference import Rows
-from jobs.monitor import (
-    monitor,
-    parse_line,
-    parse_since,
-    read_capture,
-    resolve_reference,
-    retrain_safely,
-)
-from jobs.profile import build_profile, dumps_profile
-from jobs.schema import FEATURES, NUMERIC_FEATURES
-from jobs.settings import load_settings
-from jobs.synthetic import make_abalone
+from jobs.core.errors import SourceError, UsageError
+from jobs.core.profile import build_profile, dumps_profile
+from jobs.core.schema import FEATURES, NUMERIC_FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.core.timewindow import parse_since
+from jobs.monitoring.monitor import monitor
+from jobs.monitoring.reference import resolve_reference
+from jobs.pipeline import retrain_safely
+from jobs.serving.handlers import Rows
 from tests.jobs.test_drift import WEIGHTS, quick_model
 
 NOW = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)

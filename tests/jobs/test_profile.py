@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from jobs.errors import SourceError, UsageError
-from jobs.profile import (
+from jobs.core.errors import SourceError, UsageError
+from jobs.core.profile import (
     bin_counts,
     build_profile,
     dumps_profile,
     load_profile,
     loads_profile,
 )
-from jobs.schema import NUMERIC_FEATURES
-from jobs.synthetic import make_abalone
+from jobs.core.schema import NUMERIC_FEATURES
+from jobs.core.synthetic import make_abalone
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from jobs.data import canonical_csv, dataset_version, split
-from jobs.errors import UsageError
-from jobs.registry import Registry
-from jobs.schema import FEATURES
-from jobs.settings import MODEL_NAME, load_settings
-from jobs.synthetic import make_abalone
+from jobs.adapters.settings import MODEL_NAME, load_settings
+from jobs.adapters.tracking import Registry
+from jobs.core.data import canonical_csv, dataset_version, split
+from jobs.core.errors import UsageError
+from jobs.core.schema import FEATURES
+from jobs.core.synthetic import make_abalone
 from tests.conftest import free_port
 
 # One SVR on raw measurements: a second to fit, and sensible on the golden rows of the system test.
@@ -51,7 +51,8 @@ def write_dataset(lake, n: int = 700, seed: int = 5) -> str:
 
 
 def train_version(settings, version: str, workdir, params=None, cheap: bool = True) -> str:
-    from jobs.train import Channels, train
+    from jobs.training.contract import Channels
+    from jobs.training.fit import train
 
     result = train(
         Channels.single(settings.home / "lake" / "curated" / version),
@@ -136,10 +137,11 @@ def test_approve_records_who(registry):
 def test_evaluate_gate_tags_and_promotes(registry, source):
     """The gate over a real store: system test of the run's model_dir artifact, champion re-scored
     on the same rows, decision tags on the version, aliases moved on pass."""
-    from jobs.registry import evaluate_gate, read_curated, system_test
+    from jobs.adapters.lake import Lake
+    from jobs.promotion.service import evaluate_gate, system_test
 
     settings, dataset = source[3], source[4]
-    test_frame = read_curated(settings, dataset, "test")
+    test_frame = Lake.open(settings.lake).read_split(dataset, "test")
     rmse = float(registry.client.get_run(source[2]).data.metrics["test_rmse"])
     st = system_test(registry, "1", test_frame, expected_rmse=rmse, tolerance=0.05)
     assert st.passed, st.reasons

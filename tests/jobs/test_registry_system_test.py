@@ -7,11 +7,12 @@ import mlflow
 import mlflow.sklearn
 import numpy as np
 
-from jobs.evaluate import regression_metrics
-from jobs.model import build_model
-from jobs.registry import Registry, system_test
-from jobs.schema import FEATURES
-from jobs.synthetic import make_abalone
+from jobs.adapters.tracking import Registry
+from jobs.core.evaluate import regression_metrics
+from jobs.core.model import build_model
+from jobs.core.schema import FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.promotion.service import system_test
 
 
 def test_mlflow_only_version_is_served_and_checked(tmp_path):

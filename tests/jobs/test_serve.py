@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.capture import iter_records
-from jobs.inference import input_fn, model_fn, predict_fn
-from jobs.schema import FEATURES, NUMERIC_FEATURES
-from jobs.serve import ServeLimits, serve_in_thread
-from jobs.synthetic import make_abalone
+from jobs.adapters.capture import iter_records
+from jobs.core.schema import FEATURES, NUMERIC_FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.serving.handlers import input_fn, model_fn, predict_fn
+from jobs.serving.server import ServeLimits, serve_in_thread
 from tests.jobs.test_inference import all_formats, make_model_dir
 
 CSV = "text/csv"
@@ -360,7 +360,7 @@ def registered(mlflow_server):
     import mlflow
     import mlflow.sklearn
 
-    from jobs.model import build_model
+    from jobs.core.model import build_model
 
     frame = make_abalone(300, seed=12)
     pipeline = build_model().fit(frame[list(FEATURES)], frame["rings"])
@@ -379,7 +379,7 @@ def registered(mlflow_server):
 
 
 def test_load_from_registry_alias(registered):
-    from jobs.serve import load_serving_model
+    from jobs.serving.server import load_serving_model
 
     loaded = load_serving_model(f"models:/{registered['name']}@champion", registered["uri"])
     assert loaded.model_version == registered["version"]
@@ -452,7 +452,7 @@ def test_abalone_serve_cli_errors(tmp_path):
 
 
 def test_unwritable_capture_dir_fails_fast(model, tmp_path):
-    from jobs.errors import StorageError
+    from jobs.core.errors import StorageError
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

@@ -9,10 +9,10 @@ import threading
 import boto3
 import pytest
 
-from jobs.errors import SourceError, StorageError
-from jobs.fetch import fetch
-from jobs.settings import FetchLimits
-from jobs.storage import LocalStore, open_store
+from jobs.adapters.fetch import fetch
+from jobs.adapters.settings import FetchLimits
+from jobs.adapters.storage import LocalStore, open_store
+from jobs.core.errors import SourceError, StorageError
 
 BODY = b"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15,15\n"
 

@@ -9,10 +9,10 @@ from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from jobs.inference import model_fn
-from jobs.schema import FEATURES, NUMERIC_FEATURES
-from jobs.synthetic import make_abalone
-from jobs.systemtest import run_system_test
+from jobs.core.schema import FEATURES, NUMERIC_FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.promotion.systemtest import serve_and_test as run_system_test
+from jobs.serving.handlers import model_fn
 from tests.jobs.test_inference import make_model_dir
 
 
@@ -108,11 +108,11 @@ def test_model_trained_on_the_real_data_passes(real_data_path, tmp_path):
     """The golden ranges hold for jobs.model trained on the UCI file (classic split)."""
     import pandas as pd
 
-    from jobs.schema import COLUMNS
+    from jobs.core.schema import COLUMNS
 
     frame = pd.read_csv(real_data_path, header=None, names=list(COLUMNS))
     train, test = frame.iloc[:3133], frame.iloc[3133:]
-    from jobs.model import build_model
+    from jobs.core.model import build_model
 
     pipeline = build_model()
     model_dir = tmp_path / "real"

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from jobs.data import canonical_csv, dataset_version, split
-from jobs.errors import ServiceError, UsageError
-from jobs.schema import FEATURES
-from jobs.settings import MODEL_NAME, load_settings
-from jobs.synthetic import make_abalone
+from jobs.adapters.settings import MODEL_NAME, load_settings
+from jobs.core.data import canonical_csv, dataset_version, split
+from jobs.core.errors import ServiceError, UsageError
+from jobs.core.schema import FEATURES
+from jobs.core.synthetic import make_abalone
 from tests.conftest import free_port
 
 CHEAP = ("--estimators", "svr")  # one SVR: seconds, not the full ensemble
@@ -122,7 +122,7 @@ def check_trained(uri: str, work: Path, version_tag: str) -> dict:
     profile = json.loads((model_dir / "reference_profile.json").read_text())
     assert profile["kind"] == "abalone-reference-profile"
 
-    from jobs.registry import Registry
+    from jobs.adapters.tracking import Registry
 
     served = Registry(uri).load_model(v)
     saved = joblib.load(model_dir / "model.joblib")
@@ -146,7 +146,7 @@ def test_job_against_mlflow_server_registers_challenger(dataset, mlflow_server, 
     assert took < 90
     # the literal user path: models:/ with MLFLOW_TRACKING_URI in the environment
     code = (
-        "import mlflow.sklearn, sys; from jobs.synthetic import make_abalone; "
+        "import mlflow.sklearn, sys; from jobs.core.synthetic import make_abalone; "
         f"m = mlflow.sklearn.load_model('models:/{MODEL_NAME}@challenger'); "
         "print(len(m.predict(make_abalone(7, seed=2).drop(columns='rings'))))"
     )
@@ -157,7 +157,8 @@ def test_job_against_mlflow_server_registers_challenger(dataset, mlflow_server, 
 
 @pytest.mark.slow
 def test_launcher_against_sqlite_keeps_artifacts_under_home(dataset, sqlite_settings, tmp_path):
-    from jobs.train import Channels, run_subprocess
+    from jobs.training.contract import Channels
+    from jobs.training.launcher import run_subprocess
 
     channel, version = dataset
     settings = sqlite_settings
@@ -213,7 +214,7 @@ def script_env_defaults(monkeypatch) -> None:
     ],
 )
 def test_bad_arguments_are_usage_errors(dataset, tmp_path, monkeypatch, capsys, args, message):
-    from jobs.train import main
+    from jobs.training.script import main
 
     script_env(monkeypatch, dataset[0], tmp_path)
     assert main(args) == 2
@@ -234,7 +235,8 @@ def test_unreachable_mlflow_fails_fast_before_training(dataset, tmp_path):
 
 
 def test_launcher_reraises_the_job_error_class(dataset, tmp_path):
-    from jobs.train import Channels, run_subprocess
+    from jobs.training.contract import Channels
+    from jobs.training.launcher import run_subprocess
 
     channel, _ = dataset
     settings = load_settings("dev", environ={"ABALONE_HOME": str(tmp_path / "h")})
@@ -249,22 +251,23 @@ def test_crash_during_training_registers_nothing_and_moves_no_alias(
     dataset, sqlite_settings, tmp_path, monkeypatch
 ):
     """A model that blows up in ``fit``: the run is marked FAILED, no version, @challenger unchanged."""
-    import jobs.model
-    from jobs.registry import Registry
-    from jobs.train import Channels, train
+    import jobs.core.model
+    from jobs.adapters.tracking import Registry
+    from jobs.training.contract import Channels
+    from jobs.training.fit import train
 
     channel, _ = dataset
     uri = sqlite_settings.tracking_uri
     registry = Registry(uri)
     before = (versions(uri), registry.alias("challenger"))
-    real_build = jobs.model.build_model
+    real_build = jobs.core.model.build_model
 
     class Exploding:
         def fit(self, X, y):
             real_build(CHEAP_PARAMS).fit(X.head(5), y[:5])
             raise MemoryError("simulated crash in fit")
 
-    monkeypatch.setattr(jobs.model, "build_model", lambda params=None: Exploding())
+    monkeypatch.setattr(jobs.core.model, "build_model", lambda params=None: Exploding())
     with pytest.raises(MemoryError):
         train(
             Channels.single(channel),
@@ -281,7 +284,7 @@ def test_crash_during_training_registers_nothing_and_moves_no_alias(
 
 
 def test_missing_channel_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    from jobs.train import main
+    from jobs.training.script import main
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -292,7 +295,7 @@ def test_missing_channel_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_missing_sagemaker_environment_is_named(monkeypatch, capsys):
-    from jobs.train import main
+    from jobs.training.script import main
 
     for var in ("SM_CHANNEL_TRAIN", "SM_CHANNEL_VALIDATION", "SM_CHANNEL_TEST", "SM_MODEL_DIR"):
         monkeypatch.delenv(var, raising=False)

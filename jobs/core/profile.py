@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobs.errors import SourceError, UsageError
-from jobs.schema import NUMERIC_FEATURES, SEX_VALUES
+from jobs.core.errors import SourceError, UsageError
+from jobs.core.schema import NUMERIC_FEATURES, SEX_VALUES
 
 PROFILE_KIND = "abalone-reference-profile"
 PROFILE_SCHEMA_VERSION = 1

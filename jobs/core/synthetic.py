@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from jobs.schema import COLUMNS
+from jobs.core.schema import COLUMNS
 
 
 def make_abalone(n: int = 600, seed: int = 0) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """``abalone serve``: the SageMaker inference contract over HTTP, locally (DESIGN §7).
 
 A small raw ASGI application served by uvicorn (httptools/uvloop when installed, h11/asyncio
-otherwise) over the handler functions of :mod:`jobs.inference`:
+otherwise) over the handler functions of :mod:`jobs.serving.handlers`:
 
 - ``GET /ping`` → 200 ``{"status": "ok", "model_version": ...}`` (the model is loaded before the
   socket opens, so the server never answers before it can predict);
@@ -34,17 +34,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.capture import CaptureItem, CaptureWriter
-from jobs.errors import ServiceError, StorageError, UsageError
-from jobs.inference import (
-    JSON_TYPE,
-    InvalidInput,
+from jobs.adapters.capture import CaptureItem, CaptureWriter
+from jobs.core.contract import JSON_TYPE, InvalidInput, choose_accept, media_type, parse_request
+from jobs.core.errors import ServiceError, StorageError, UsageError
+from jobs.serving.handlers import (
     ServingModel,
-    choose_accept,
-    media_type,
     model_fn,
     output_fn,
-    parse_request,
     predict_fn,
 )
 
@@ -352,48 +348,28 @@ def serve_in_thread(
 
 def load_serving_model(ref: str, tracking_uri: str | None = None) -> ServingModel:
     """A local model directory, or an MLflow URI (``models:/name@alias``, ``models:/name/N``,
-    ``runs:/...``) downloaded from the tracking server then loaded with :func:`model_fn`."""
+    ``runs:/...``) downloaded through the tracking adapter then loaded with :func:`model_fn`."""
     path = Path(ref).expanduser()
     if "://" not in ref and not ref.startswith(("models:", "runs:")):
         if not path.is_dir():
             raise UsageError(f"--model {ref}: no such model directory")
         return model_fn(path)
-    return _load_from_mlflow(ref, tracking_uri)
+    from jobs.adapters.tracking import Registry  # MLflow: only for registry URIs (start-up time)
 
-
-def _load_from_mlflow(uri: str, tracking_uri: str | None) -> ServingModel:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    name = version = None
-    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
+    registry = Registry(tracking_uri)  # type: ignore[arg-type]
+    name = (
+        ref[len("models:/") :].split("@")[0].split("/")[0] if ref.startswith("models:/") else None
+    )
     try:
-        if match:
-            name, alias, number = match.groups()
-            mv = (
-                client.get_model_version_by_alias(name, alias)
-                if alias
-                else client.get_model_version(name, number)
-            )
-            version, run_id = str(mv.version), mv.run_id
-            source = f"models:/{name}/{version}"  # pin: the alias may move while we download
-        else:
-            run_id, source = None, uri
+        source, version = registry.resolve(ref)
+        run_id = registry.version(version).run_id if version else None
         with tempfile.TemporaryDirectory(prefix="abalone-serve-") as tmp:
-            if tracking_uri:
-                mlflow.set_tracking_uri(tracking_uri)
-                mlflow.set_registry_uri(tracking_uri)
-            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp)
-            model = model_fn(local)
-    except MlflowException as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"--model {uri}: {first[:200]}") from err
-    except OSError as err:
-        raise ServiceError(f"--model {uri}: cannot download the model ({err})") from err
+            model = model_fn(registry.download(source, Path(tmp)))
+    except UsageError as err:
+        raise UsageError(f"--model {ref}: {err}") from err
     return model.with_identity(
         model_name=name or model.model_name,
         model_version=version or model.model_version,
         run_id=run_id or model.run_id,
-        source=uri,
+        source=ref,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.errors import UsageError
+from jobs.core.errors import UsageError
 
 
 class MetricsInputError(UsageError, ValueError):

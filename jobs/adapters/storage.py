@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from jobs.errors import StorageError
+from jobs.core.errors import StorageError
 
 log = logging.getLogger(__name__)
 

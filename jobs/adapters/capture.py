@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import StorageError
-from jobs.schema import AGE_OFFSET_YEARS
+from jobs.core.errors import StorageError
+from jobs.core.schema import AGE_OFFSET_YEARS
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from jobs.schema import COLUMNS, TARGET
+from jobs.core.errors import SourceError
+from jobs.core.schema import COLUMNS, FEATURES, SPLITS, TARGET
 
 SPLIT_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}
 
@@ -51,3 +52,29 @@ def split(frame: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
         parts["validation"].extend(idx[n_test : n_test + n_val])
         parts["train"].extend(idx[n_test + n_val :])
     return {name: frame.iloc[sorted(rows)].reset_index(drop=True) for name, rows in parts.items()}
+
+
+def splits_version(frames: dict[str, pd.DataFrame]) -> str:
+    """A version for splits that came without one (digest of the three canonical CSVs)."""
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        digest.update(canonical_csv(frames[name]))
+    return "ds-" + digest.hexdigest()[:12]
+
+
+def canonical_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Check and type a curated split: canonical columns, ``sex`` text, floats, ``rings`` int."""
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise SourceError(f"{where}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise SourceError(f"{where}: no rows")
+    frame = frame[list(COLUMNS)].copy()
+    try:
+        for col in FEATURES[1:]:
+            frame[col] = frame[col].astype(float)
+        frame[TARGET] = frame[TARGET].astype(int)
+    except (TypeError, ValueError) as err:
+        raise SourceError(f"{where}: non-numeric values ({err})") from err
+    frame["sex"] = frame["sex"].astype(object)
+    return frame

@@ -1,7 +1,7 @@
 """Ingest one batch: fetch → land raw (immutable) → validate (GX) → curate or quarantine → report.
 
 The same function runs locally (lake directory) and against S3 (``ABALONE_LAKE=s3://…``); the Glue
-entry point calls it too. Layout: docs/CONTRACTS.md "Lake layout".
+entry point calls it too. Where things go is the :class:`~jobs.adapters.lake.Lake`'s business.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.data import canonical_csv, dataset_version, split
-from jobs.errors import StorageError
-from jobs.fetch import Fetched, fetch
-from jobs.settings import Settings
-from jobs.storage import Store, open_store
+from jobs.adapters.fetch import Fetched, fetch
+from jobs.adapters.lake import Lake
+from jobs.adapters.settings import Settings
+from jobs.adapters.storage import Store, open_store
+from jobs.core.data import dataset_version
+from validation import validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +56,20 @@ def _json(data: Any) -> bytes:
     return (json.dumps(data, indent=2, default=str) + "\n").encode()
 
 
-def _write_curated(
-    lake: Store, version: str, frame: pd.DataFrame, seed: int, manifest: dict
-) -> dict:
-    """Write the splits then the manifest (last: it marks the version complete). Idempotent."""
-    prefix = f"curated/{version}"
-    if lake.exists(f"{prefix}/manifest.json"):
-        existing = json.loads(lake.get_bytes(f"{prefix}/manifest.json"))
-        return existing["rows"]
-    parts = split(frame, seed=seed)
-    for name, part in parts.items():
-        lake.put_bytes(f"{prefix}/{name}.csv", canonical_csv(part))
-    rows = {name: len(part) for name, part in parts.items()}
-    lake.put_bytes(f"{prefix}/manifest.json", _json({**manifest, "rows": rows, "seed": seed}))
-    return rows
-
-
 def ingest(
     settings: Settings,
     source: str,
     *,
     refresh: bool = False,
     progress: Progress | None = None,
-    lake: Store | None = None,
+    lake: Lake | None = None,
     reports: Store | None = None,
     fetched: Fetched | None = None,
 ) -> IngestResult:
     """Run one ingest. Raises SourceError/StorageError for source and storage problems;
     a batch that fails validation is *returned* with status ``rejected`` (and quarantined)."""
-    from validation import validate_batch
-
     step = progress or (lambda _msg: None)
-    lake = lake or open_store(settings.lake)
+    lake = lake or Lake.open(settings.lake)
     reports = reports or open_store(settings.reports)
     ingest_id = new_ingest_id()
 
@@ -101,9 +84,7 @@ def ingest(
     lineage = {**fetched.lineage(), "ingest_id": ingest_id}
 
     step(f"landing raw batch ({fetched.size:,} bytes)")
-    raw_key = f"raw/{ingest_id}/{fetched.name}"
-    raw_uri = lake.put_bytes(raw_key, fetched.data, overwrite=False)
-    lake.put_bytes(f"raw/{ingest_id}/_lineage.json", _json(lineage), overwrite=False)
+    raw_uri = lake.land(ingest_id, fetched.name, fetched.data, lineage)
 
     step("validating with the data contract (Great Expectations)")
     with tempfile.TemporaryDirectory(prefix="abalone-docs-") as tmp:
@@ -123,17 +104,13 @@ def ingest(
 
     quarantine_uri = None
     if len(result.quarantined):
-        quarantine_uri = lake.put_bytes(
-            f"quarantine/{ingest_id}/rows.csv",
-            result.quarantined.to_csv(index=False, lineterminator="\n").encode(),
-        )
+        quarantine_uri = lake.quarantine_rows(ingest_id, result.quarantined)
     version = None
     rows = None
     if result.status == "accepted":
         step("writing curated dataset version and splits")
         version = dataset_version(result.accepted)
-        rows = _write_curated(
-            lake,
+        rows = lake.write_curated(
             version,
             result.accepted,
             settings.seed,
@@ -148,24 +125,17 @@ def ingest(
                 "rows_quarantined": len(result.quarantined),
             },
         )
-        lake.put_bytes(
-            "curated/LATEST.json",
-            _json(
-                {"dataset_version": version, "ingest_id": ingest_id, "summary_json": summary_uri}
-            ),
-        )
+        lake.set_latest(version, ingest_id, summary_uri)
     else:
-        quarantine_uri = lake.put_bytes(
-            f"quarantine/{ingest_id}/batch.json",
-            _json(
-                {
-                    "ingest_id": ingest_id,
-                    "status": "rejected",
-                    "raw": raw_uri,
-                    "failed_expectations": result.failed_expectations,
-                    "reasons": result.problems,
-                }
-            ),
+        quarantine_uri = lake.quarantine_batch(
+            ingest_id,
+            {
+                "ingest_id": ingest_id,
+                "status": "rejected",
+                "raw": raw_uri,
+                "failed_expectations": result.failed_expectations,
+                "reasons": result.problems,
+            },
         )
 
     summary = {
@@ -179,7 +149,7 @@ def ingest(
         "rows_quarantined": len(result.quarantined),
         "dataset_version": version,
         "splits": rows,
-        "curated_uri": lake.uri(f"curated/{version}") if version else None,
+        "curated_uri": lake.curated_uri(version) if version else None,
         "quarantine_uri": quarantine_uri,
         "failed_expectations": result.failed_expectations,
         "problems": result.problems,
@@ -201,14 +171,3 @@ def rejection_reason(summary: dict[str, Any]) -> str:
     if not first.startswith("row ") and len(problems) > 1 and problems[1].startswith("row "):
         return f"{first}; first: {problems[1]}"
     return first
-
-
-def latest_dataset(settings: Settings, lake: Store | None = None) -> str:
-    """The dataset version of the most recent accepted ingest."""
-    lake = lake or open_store(settings.lake)
-    try:
-        return json.loads(lake.get_bytes("curated/LATEST.json"))["dataset_version"]
-    except StorageError as err:
-        raise StorageError(
-            f"no curated dataset in {lake.root}: run `abalone ingest` first"
-        ) from err

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jobs.errors import SourceError, StorageError
-from jobs.settings import FetchLimits
+from jobs.adapters.settings import FetchLimits
+from jobs.core.errors import SourceError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def fetch_http(url: str, limits: FetchLimits, cache_dir: Path | None, refresh: b
 
 
 def fetch_s3(uri: str, limits: FetchLimits, s3_client: Any = None) -> Fetched:
-    from jobs.storage import open_store
+    from jobs.adapters.storage import open_store
 
     parsed = urlparse(uri)
     key = parsed.path.lstrip("/")

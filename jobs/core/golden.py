@@ -1,28 +1,15 @@
 """Golden rows for the system test (gate rule 4): hand-checked inputs with plausible answers.
 
-The ranges are wide on purpose: they catch a model that is broken (constant, inverted, scaled,
-columns swapped), not one that is slightly different. They were checked by hand against the biology
-(rings grow with size and shell weight; infants are small) and against the baseline models on the
-real UCI data (classic split: linear 2.1 RMSE, SVR 2.0) and on ``jobs.synthetic`` data:
-
-=====================  =====  ====  ====  ==============================
-row                    lo     hi    SVR   notes
-=====================  =====  ====  ====  ==============================
-tiny infant            1      6     2.8   the smallest UCI measurements
-small juvenile         1      9     6.2   length 60 mm
-first UCI row (male)   6      13    9.1   labelled 15 rings in the file
-mid-size adult male    8      16    11.6  length 120 mm
-large adult female     9      20    12.6  length 140 mm, 400 g
-=====================  =====  ====  ====  ==============================
-
-Orderings that must hold: each pair ``(smaller, larger)`` in :data:`ORDERINGS`.
+The ranges are wide on purpose: they catch a broken model (constant, inverted, scaled, columns
+swapped), not a slightly different one. How they were checked, with the reference predictions:
+docs/MODEL.md. Orderings that must hold: each pair ``(smaller, larger)`` in :data:`ORDERINGS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.schema import FEATURES
+from jobs.core.schema import FEATURES
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from jobs.errors import UsageError
-from jobs.profile import PREDICTION, bin_counts, load_profile
-from jobs.schema import NUMERIC_FEATURES
+from jobs.core.errors import UsageError
+from jobs.core.profile import PREDICTION, bin_counts, load_profile
+from jobs.core.schema import NUMERIC_FEATURES
 
 EPSILON = 1e-4
 DEFAULT_MIN_ROWS = 50

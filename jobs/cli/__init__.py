@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -15,7 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from jobs.errors import AbaloneError
+from jobs.adapters.settings import default_environ, environment
+from jobs.core.errors import AbaloneError
 
 app = typer.Typer(
     name="abalone",
@@ -32,9 +32,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary o
 
 
 def _quiet_libraries() -> None:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    default_environ(
+        MLFLOW_DISABLE_TELEMETRY="true",
+        GX_ANALYTICS_ENABLED="false",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mlflow.tracking.request_header.registry", "great_expectations", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -72,7 +74,7 @@ def show(payload: Any, as_json: bool, human: Callable[[Any], None]) -> None:
 
 
 def _settings(env: str):
-    from jobs.settings import load_settings
+    from jobs.adapters.settings import load_settings
 
     return load_settings(env)  # type: ignore[arg-type]
 
@@ -185,14 +187,14 @@ def ingest(
 
     Exit codes: 0 accepted, 1 rejected by validation, 2 source/usage error.
     """
-    from jobs.ingest import ingest as run_ingest
-    from jobs.ingest import rejection_reason
-    from jobs.settings import UCI_ABALONE_URL, FetchLimits, load_settings
+    from jobs.adapters.settings import UCI_ABALONE_URL, FetchLimits, load_settings
+    from jobs.ingestion.ingest import ingest as run_ingest
+    from jobs.ingestion.ingest import rejection_reason
 
     overrides = {}
     if max_mb is not None:
         if max_mb <= 0:
-            from jobs.errors import UsageError
+            from jobs.core.errors import UsageError
 
             raise UsageError("--max-mb must be positive")
         overrides["fetch"] = FetchLimits(max_bytes=int(max_mb * 1024 * 1024))
@@ -294,13 +296,13 @@ def run(
 
     Exit codes: 0 promoted, 1 rejected (data or gate) or awaiting approval, 2 usage/source/service error.
     """
-    from jobs.settings import UCI_ABALONE_URL
+    from jobs.adapters.settings import UCI_ABALONE_URL
 
     if target == "aws":
         _run_on_aws(source or UCI_ABALONE_URL, stack, direct=direct, as_json=as_json)
         return
     if target != "local":
-        from jobs.errors import UsageError
+        from jobs.core.errors import UsageError
 
         raise UsageError(f"--target {target!r}: choose local or aws")
     from jobs.pipeline import run_pipeline
@@ -360,13 +362,13 @@ def train(
     """
     from datetime import UTC, datetime
 
-    from jobs.ingest import latest_dataset
-    from jobs.registry import check_tracking
-    from jobs.train import prepare_channels, run_subprocess
+    from jobs.adapters.lake import Lake
+    from jobs.adapters.tracking import check_tracking
+    from jobs.training.launcher import prepare_channels, run_subprocess
 
     settings = _settings(env)
     check_tracking(settings.tracking_uri)
-    version = dataset or latest_dataset(settings)
+    version = dataset or Lake.open(settings.lake).latest_dataset()
     workdir = settings.home / "jobs" / f"train-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     with _Steps(enabled=not as_json) as steps:
         steps(f"preparing channels for {version}")
@@ -411,7 +413,7 @@ def promote(
 
     Exit codes: 0 promoted, 1 rejected or awaiting approval, 2 usage/service error.
     """
-    from jobs.registry import reevaluate
+    from jobs.promotion.service import reevaluate
 
     settings = _settings(env)
     with _Steps(enabled=not as_json) as steps:
@@ -436,7 +438,7 @@ def approve(
     env: EnvOption = "dev",
 ) -> None:
     """Record a person's approval on a version (tags approval=approved, approved_by)."""
-    from jobs.registry import Registry, check_tracking
+    from jobs.adapters.tracking import Registry, check_tracking
 
     settings = _settings(env)
     check_tracking(settings.tracking_uri)
@@ -452,7 +454,7 @@ def approve(
 @handle_errors
 def rollback(env: EnvOption = "dev", as_json: JsonOption = False) -> None:
     """Point @champion back at @previous."""
-    from jobs.registry import Registry, check_tracking
+    from jobs.adapters.tracking import Registry, check_tracking
 
     settings = _settings(env)
     check_tracking(settings.tracking_uri)
@@ -497,8 +499,8 @@ def serve(
     """Serve a model on the SageMaker contract: GET /ping, POST /invocations; runs until Ctrl-C."""
     from pydantic import ValidationError
 
-    from jobs.errors import UsageError
-    from jobs.serve import ServeLimits, create_app, load_serving_model, run_server
+    from jobs.core.errors import UsageError
+    from jobs.serving.server import ServeLimits, create_app, load_serving_model, run_server
 
     settings = _settings(env)
     if not 0 < port < 65536:
@@ -508,7 +510,7 @@ def serve(
     except ValidationError as err:
         raise UsageError("--max-body-mb and --max-rows must be positive") from err
     if "://" in model or model.startswith(("models:", "runs:")):
-        from jobs.registry import check_tracking
+        from jobs.adapters.tracking import check_tracking
 
         check_tracking(settings.tracking_uri)
     loaded = load_serving_model(model, settings.tracking_uri)
@@ -542,7 +544,7 @@ def ui(
     import socket
     import subprocess
 
-    from jobs.errors import ServiceError, UsageError
+    from jobs.core.errors import ServiceError, UsageError
 
     if stack is not None:
         from jobs.aws import launcher
@@ -565,9 +567,8 @@ def ui(
             raise UsageError(f"port {port} on 127.0.0.1 is in use; pass --port") from err
     artifacts = settings.home / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true"
-    )
+    env = environment()
+    env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
     env.pop("MLFLOW_TRACKING_URI", None)
     log_path = settings.home / "mlflow-ui.log"
     cmd = [
@@ -600,7 +601,7 @@ def _wait_ready(url: str, proc, log_path, timeout_s: float = 90.0) -> None:
 
     import httpx
 
-    from jobs.errors import ServiceError
+    from jobs.core.errors import ServiceError
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -708,8 +709,9 @@ def monitor_command(
 
     Exit codes: 0 no drift (or not enough data), 1 drift, 2 usage/source/service error.
     """
-    from jobs.drift import Thresholds
-    from jobs.monitor import monitor as run_monitor
+    from jobs.core.drift import Thresholds
+    from jobs.monitoring.monitor import monitor as run_monitor
+    from jobs.pipeline import retrain_safely
 
     settings = _settings(env)
     thresholds = Thresholds.from_policy(settings.policy, min_rows=min_rows)
@@ -721,6 +723,7 @@ def monitor_command(
             reference=reference,
             thresholds=thresholds,
             retrain_on_drift=retrain,
+            retrain=lambda: retrain_safely(settings, steps),
             progress=steps,
         )
     show(result.summary, as_json, print_monitor_summary)

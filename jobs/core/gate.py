@@ -21,11 +21,12 @@ No I/O here: :mod:`jobs.registry` gathers the inputs and writes :meth:`GateDecis
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from jobs.settings import StackPolicy
+from jobs.core.policy import StackPolicy
 
 Decision = Literal["promote", "reject", "awaiting_approval"]
 MAX_TAG_CHARS = 5000
@@ -225,16 +226,32 @@ def _rule_system_test(inp: GateInputs) -> RuleResult:
     return RuleResult("system_test", bool(st.passed), f"{verdict}{': ' + detail if detail else ''}")
 
 
+ApprovalStatus = Literal["approved", "pending", "rejected"]
+
+
+def approval_status(tags: Mapping[str, str]) -> tuple[ApprovalStatus, str]:
+    """Rule 5's reading of a version's tags: ``approved`` (``approval=approved`` and a name in
+    ``approved_by``), ``rejected`` (any other ``approval`` value) or ``pending``."""
+    approval = (tags.get("approval") or "").strip()
+    by = (tags.get("approved_by") or "").strip()
+    if approval == "approved" and by:
+        return "approved", f"approved by {by}"
+    if approval == "approved":
+        return "pending", "approval=approved but approved_by is missing"
+    if approval:
+        return "rejected", f"approval is {approval!r}, not 'approved'"
+    return "pending", "no approval tag yet"
+
+
 def _rule_approval(inp: GateInputs) -> RuleResult:
     if not inp.policy.require_approval:
         return RuleResult("approval", True, f"approval not required on {inp.env}")
-    if inp.approval == "approved" and (inp.approved_by or "").strip():
-        return RuleResult("approval", True, f"approved by {inp.approved_by}")
-    if inp.approval == "approved":
-        return RuleResult("approval", False, "approval=approved but approved_by is missing")
-    if inp.approval:
-        return RuleResult("approval", False, f"approval is {inp.approval!r}, not 'approved'")
-    return RuleResult("approval", False, f"approval required on {inp.env} and not yet given")
+    status, reason = approval_status(
+        {"approval": inp.approval or "", "approved_by": inp.approved_by or ""}
+    )
+    if status == "pending" and not inp.approval:
+        reason = f"approval required on {inp.env} and not yet given"
+    return RuleResult("approval", status == "approved", reason)
 
 
 def decide(inputs: GateInputs) -> GateDecision:
@@ -248,10 +265,71 @@ def decide(inputs: GateInputs) -> GateDecision:
     )
     core_ok = all(r.passed for r in rules[:4])
     approval = rules[4]
-    if not core_ok or (not approval.passed and inputs.approval not in (None, "", "approved")):
+    refused = approval_status({"approval": inputs.approval or ""})[0] == "rejected"
+    if not core_ok or (not approval.passed and refused):
         decision: Decision = "reject"
     elif not approval.passed:
         decision = "awaiting_approval"
     else:
         decision = "promote"
     return GateDecision(decision=decision, rules=rules, inputs=inputs)
+
+
+#: Rules the AWS pipeline checks before it deploys a candidate to staging (and the local pipeline
+#: before it serves one on loopback): nothing about the served model or a person's approval.
+PREDEPLOY_RULES = ("data_quality", "rmse_ceiling", "champion")
+
+
+@dataclass(frozen=True)
+class Predeploy:
+    """Rules 1-3 of a decision: whether the candidate may be deployed for its system test."""
+
+    decision: GateDecision
+
+    @property
+    def rules(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.decision.rules if r.rule in PREDEPLOY_RULES)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rules)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{'PASS' if r.passed else 'FAIL'} {r.rule}: {r.reason}" for r in self.rules]
+
+    def to_tags(self) -> dict[str, str]:
+        """Tags after rules 1-3: a pass is noted; a rejection is the gate's final word."""
+        if self.passed:
+            return {"gate.predeploy": "passed", "gate.predeploy.reasons": "\n".join(self.reasons)}
+        tags = self.decision.to_tags()
+        tags.update(
+            {
+                "gate.decision": "reject",
+                "gate.reasons": "\n".join(
+                    [*self.reasons, "system test not run: rejected before deployment"]
+                ),
+                "gate.predeploy": "failed",
+                "gate.system_test": "not run",
+            }
+        )
+        tags.pop("gate.rule.system_test", None)
+        tags.pop("gate.rule.approval", None)
+        return tags
+
+    def to_dict(self) -> dict[str, Any]:
+        """The gate summary of a candidate rejected before deployment (``reject``), else of the
+        rules that passed (``continue``)."""
+        out = self.decision.to_dict()
+        out.update(
+            decision="continue" if self.passed else "reject",
+            passed=False,
+            reasons=self.reasons
+            + ([] if self.passed else ["system test not run: rejected before deployment"]),
+        )
+        return out
+
+
+def predeploy(inputs: GateInputs) -> Predeploy:
+    """Rules 1-3 on ``inputs`` (the system test and approval are judged after deployment)."""
+    return Predeploy(decide(inputs))

@@ -1,0 +1,442 @@
+"""MLflow: the tracking store, the model registry of ``abalone-age`` and model downloads (DESIGN §6).
+
+Every call names its tracking URI explicitly (``MlflowClient(tracking_uri=…)``, ``tracking_uri=`` on
+downloads); nothing here sets MLflow's process-wide URIs, except :func:`fluent_run`, which the
+training job uses for MLflow's fluent logging API and which restores them when the run ends.
+
+Aliases: ``@challenger`` (the latest trained version), ``@champion`` (what is served) and
+``@previous`` (the champion before it); stages are not used. Promotion moves ``@previous`` first and
+``@champion`` second, so an interruption leaves ``@champion`` on the old, complete version. Each
+promoted version records the version it replaced (tag ``champion.replaced``), so
+:meth:`Registry.rollback` walks back one step at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+import mlflow.artifacts
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from jobs.adapters.settings import Settings, scoped_environ
+from jobs.core.errors import ServiceError, UsageError
+from jobs.core.policy import CHALLENGER, CHAMPION, MODEL_NAME, PREVIOUS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CHALLENGER", "CHAMPION", "PREVIOUS", "Aliases", "Registry", "check_tracking"]
+
+
+# ---- tracking store -----------------------------------------------------------------------------
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(
+        uri[len("sqlite:///") :] if uri.startswith("sqlite:////") else uri[len("sqlite://") :]
+    )
+
+
+def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with one clear line when the tracking store cannot be reached."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        import httpx
+
+        url = uri.rstrip("/") + "/health"
+        try:
+            resp = httpx.get(url, timeout=timeout_s)
+        except httpx.HTTPError as err:
+            raise ServiceError(
+                f"MLflow tracking server {uri} is unreachable ({type(err).__name__}: {err}); "
+                "start it or fix MLFLOW_TRACKING_URI"
+            ) from err
+        if resp.status_code >= 400:
+            raise ServiceError(
+                f"MLflow tracking server {uri} answered HTTP {resp.status_code} on /health"
+            )
+        return
+    sqlite = _sqlite_path(uri)
+    if sqlite is not None:
+        try:
+            sqlite.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ServiceError(
+                f"cannot create the MLflow store directory {sqlite.parent}: {err}"
+            ) from err
+
+    try:
+        with scoped_environ(  # MLflow's REST client without retries, with a short timeout
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+            MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
+        ):
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ServiceError(f"MLflow tracking store {uri} is unreachable: {first}") from err
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment keeps artifacts: ``$ABALONE_HOME/mlartifacts/<experiment>`` for a local
+    (SQLite/file) store, so ``abalone ui`` can serve them; the server's default otherwise."""
+    scheme = urlparse(settings.tracking_uri).scheme
+    if scheme in ("sqlite", "file", ""):
+        return (settings.home / "mlartifacts" / settings.experiment_name).absolute().as_uri()
+    return None
+
+
+def ensure_experiment(client: Any, settings: Settings) -> str:
+    """The id of the stack's experiment, created on first use."""
+
+    name = settings.experiment_name
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise UsageError(f"experiment {name!r} is deleted; restore it in the MLflow UI")
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(settings))
+    except MlflowException:  # created concurrently
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ---- registry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Aliases:
+    champion: str | None
+    previous: str | None
+    challenger: str | None
+
+
+class Registry:
+    """Registry operations for one registered model (default ``abalone-age``)."""
+
+    def __init__(self, tracking_uri: str, name: str = MODEL_NAME, client: Any = None) -> None:
+
+        self.tracking_uri = tracking_uri
+        self.name = name
+        self.client = client or MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        return cls(settings.tracking_uri)
+
+    # -- plumbing
+    def _call(self, what: str, fn, *args, **kwargs):
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as err:
+            code = getattr(err, "error_code", "")
+            msg = str(err).strip().splitlines()[0][:300] if str(err).strip() else code
+            if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise UsageError(f"{what}: {msg}") from err
+            raise ServiceError(f"MLflow {what} failed: {msg}") from err
+
+    # -- versions
+    def register(
+        self,
+        model_uri: str,
+        *,
+        run_id: str | None,
+        model_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        wait_s: float = 300.0,
+    ) -> str:
+        """Create a new version from a logged model and wait until it is READY; returns the version."""
+
+        if model_id is None and model_uri.startswith("models:/m-"):  # a logged model's URI
+            model_id = model_uri.removeprefix("models:/")
+        try:
+            self.client.create_registered_model(self.name)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise ServiceError(
+                    f"MLflow cannot create registered model {self.name}: {err}"
+                ) from err
+        mv = self._call(
+            f"register {model_uri}",
+            self.client.create_model_version,
+            self.name,
+            source=model_uri,
+            run_id=run_id,
+            tags=tags or {},
+            model_id=model_id,
+            await_creation_for=int(wait_s),
+        )
+        version = str(mv.version)
+        deadline = time.monotonic() + wait_s
+        while True:
+            mv = self.version(version)
+            status = str(mv.status)
+            if status == "READY":
+                return version
+            if status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+                raise ServiceError(f"{self.name} version {version} did not become READY ({status})")
+            time.sleep(0.5)
+
+    def version(self, version: str | int):
+        return self._call(
+            f"no version {version} of {self.name}",
+            self.client.get_model_version,
+            self.name,
+            str(version),
+        )
+
+    def delete_version(self, version: str | int) -> None:
+        self._call(
+            f"delete version {version}", self.client.delete_model_version, self.name, str(version)
+        )
+
+    def latest_version(self) -> str | None:
+
+        try:
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        except MlflowException as err:
+            raise ServiceError(f"MLflow search of {self.name} versions failed: {err}") from err
+        return max((str(v.version) for v in found), key=int, default=None)
+
+    def tags(self, version: str | int) -> dict[str, str]:
+        return dict(self.version(version).tags or {})
+
+    def set_tags(self, version: str | int, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self._call(
+                f"set tag {key} on version {version}",
+                self.client.set_model_version_tag,
+                self.name,
+                str(version),
+                key,
+                str(value),
+            )
+
+    # -- aliases
+    def alias(self, alias: str) -> str | None:
+        """The version an alias points at, or ``None`` if the alias (or the model) does not exist."""
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException as err:
+            if err.error_code in (
+                "RESOURCE_DOES_NOT_EXIST",
+                "INVALID_PARAMETER_VALUE",
+                "NOT_FOUND",
+            ):
+                return None
+            raise ServiceError(f"MLflow lookup of @{alias} failed: {err}") from err
+
+    def aliases(self) -> Aliases:
+        return Aliases(self.alias(CHAMPION), self.alias(PREVIOUS), self.alias(CHALLENGER))
+
+    def set_alias(self, alias: str, version: str | int) -> None:
+        self._call(
+            f"set @{alias} -> {version}",
+            self.client.set_registered_model_alias,
+            self.name,
+            alias,
+            str(version),
+        )
+
+    def delete_alias(self, alias: str) -> None:
+        if self.alias(alias) is not None:
+            self._call(
+                f"delete @{alias}", self.client.delete_registered_model_alias, self.name, alias
+            )
+
+    # -- people and promotion
+    def approve(self, version: str | int, by: str) -> None:
+        """Record a person's approval (gate rule 5): ``approval=approved``, ``approved_by``, ``approved_at``."""
+        by = (by or "").strip()
+        if not by:
+            raise UsageError("approval needs a name: --by NAME")
+        self.version(version)  # clear error for an unknown version
+        self.set_tags(
+            version,
+            {"approval": "approved", "approved_by": by, "approved_at": _now()},
+        )
+
+    def promote(self, version: str | int) -> Aliases:
+        """``@champion`` → ``version``; the old champion → ``@previous`` (set first)."""
+        version = str(version)
+        self.version(version)
+        old = self.alias(CHAMPION)
+        if old == version:
+            return self.aliases()
+        if old is not None:
+            self.set_alias(PREVIOUS, old)
+            self.set_tags(version, {"champion.replaced": old})
+        self.set_alias(CHAMPION, version)
+        self.set_tags(version, {"champion.promoted_at": _now()})
+        return self.aliases()
+
+    def rollback(self) -> Aliases:
+        """``@champion`` → ``@previous``; ``@previous`` → the version the restored one had replaced."""
+        target = self.alias(PREVIOUS)
+        if target is None:
+            raise UsageError(f"no @{PREVIOUS} version of {self.name} to roll back to")
+        current = self.alias(CHAMPION)
+        self.set_alias(CHAMPION, target)
+        if current is not None and current != target:
+            self.set_tags(current, {"rolled_back_at": _now(), "rolled_back_to": target})
+        before = self.tags(target).get("champion.replaced")
+        if before and before not in (target, current) and self._exists(before):
+            self.set_alias(PREVIOUS, before)
+        else:
+            self.delete_alias(PREVIOUS)
+        return self.aliases()
+
+    def _exists(self, version: str) -> bool:
+        try:
+            self.version(version)
+        except UsageError:
+            return False
+        return True
+
+    def model_uri(self, version: str | int) -> str:
+        return f"models:/{self.name}/{version}"
+
+    def load_model(self, version: str | int):
+        """The scikit-learn Pipeline of a registered version (``models:/<name>/<version>``)."""
+        import mlflow.sklearn  # the sklearn flavour imports scikit-learn: only when a model loads
+
+        with tempfile.TemporaryDirectory(prefix="abalone-model-") as tmp:
+            local = self.download(self.model_uri(version), Path(tmp))
+            try:
+                return mlflow.sklearn.load_model(str(local))
+            except (MlflowException, OSError) as err:
+                raise ServiceError(f"cannot load {self.model_uri(version)}: {_first(err)}") from err
+
+    def download(self, uri: str, target: Path) -> Path:
+        """Download ``models:/…``/``runs:/…``/artifact URI ``uri`` into ``target``; its local path."""
+        try:
+            with scoped_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+                return Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=uri,
+                        dst_path=str(target),
+                        tracking_uri=self.tracking_uri,
+                        registry_uri=self.tracking_uri,
+                    )
+                )
+        except MlflowException as err:
+            raise UsageError(f"cannot download {uri}: {_first(err)}") from err
+        except OSError as err:
+            raise ServiceError(f"cannot download {uri}: {err}") from err
+
+    def download_run_artifact(self, run_id: str, path: str, target: Path) -> Path | None:
+        """A run's artifact ``path`` downloaded into ``target``, or ``None`` when it has none."""
+        try:
+            with scoped_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+                return Path(
+                    mlflow.artifacts.download_artifacts(
+                        run_id=run_id,
+                        artifact_path=path,
+                        dst_path=str(target),
+                        tracking_uri=self.tracking_uri,
+                    )
+                )
+        except (MlflowException, OSError) as err:
+            log.info("run %s has no artifact %s (%s)", run_id, path, _first(err))
+            return None
+
+    def download_model_dir(self, version: str | int, target: Path) -> Path:
+        """What the version serves: its run's SageMaker model directory (artifact ``model_dir``,
+        what ``jobs/train.py`` wrote to ``SM_MODEL_DIR``), else its registered MLflow model."""
+        run_id = self.version(version).run_id
+        if run_id:
+            found = self.download_run_artifact(run_id, "model_dir", target / "sagemaker")
+            if found is not None:
+                return found
+        return self.download(self.model_uri(version), target / "mlflow")
+
+    def resolve(self, ref: str) -> tuple[str, str | None]:
+        """``models:/name@alias`` or ``models:/name/N`` → (pinned ``models:/name/N``, version);
+        ``runs:/…`` and other URIs unchanged. The alias may move while a model downloads: pin it."""
+        if not ref.startswith("models:/"):
+            return ref, None
+        name, alias, number = parse_models_uri(ref)
+        registry = self if name == self.name else Registry(self.tracking_uri, name, self.client)
+        version = registry.alias(alias) if alias else number
+        if version is None:
+            raise UsageError(f"no @{alias} version of {name} yet")
+        registry.version(version)
+        return f"models:/{name}/{version}", str(version)
+
+    def version_of_run(self, run_id: str) -> str | None:
+        """The newest version registered from ``run_id``."""
+        found = self._call(
+            f"search versions of run {run_id}",
+            self.client.search_model_versions,
+            f"name='{self.name}' and run_id='{run_id}'",
+        )
+        return str(max(int(v.version) for v in found)) if found else None
+
+    def test_rmse(self, version: str | int) -> float:
+        """The test RMSE logged for a version (its tag, else its run's metric)."""
+        tags = self.tags(version)
+        if "test_rmse" in tags:
+            return float(tags["test_rmse"])
+        run_id = self.version(version).run_id
+        metrics = self._call("get run", self.client.get_run, run_id).data.metrics
+        if "test_rmse" not in metrics:
+            raise UsageError(f"version {version} has no logged test_rmse")
+        return float(metrics["test_rmse"])
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name@alias`` → (name, alias, None); ``models:/name/3`` → (name, None, "3")."""
+    rest = uri[len("models:/") :].strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if name and alias and "/" not in alias:
+            return name, alias, None
+    elif "/" in rest:
+        name, version = rest.split("/", 1)
+        if name and version.isdigit():
+            return name, None, version
+    raise UsageError(f"{uri!r}: use models:/<name>@<alias> or models:/<name>/<version>")
+
+
+@contextlib.contextmanager
+def fluent_run(tracking_uri: str, **start_run: Any) -> Iterator[Any]:
+    """``mlflow.start_run`` against ``tracking_uri``; MLflow's process-wide tracking and registry
+    URIs are restored when the run ends (the fluent API, e.g. ``log_model``, reads them)."""
+    from mlflow.tracking._model_registry import utils as registry_utils  # the URIs as set (or
+    from mlflow.tracking._tracking_service import utils as tracking_utils  # None), not defaults
+
+    old_tracking = getattr(tracking_utils, "_tracking_uri", None)
+    old_registry = getattr(registry_utils, "_registry_uri", None)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        with mlflow.start_run(**start_run) as run:
+            yield run
+    finally:
+        mlflow.set_tracking_uri(old_tracking)
+        mlflow.set_registry_uri(old_registry)
+
+
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

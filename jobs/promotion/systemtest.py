@@ -1,0 +1,401 @@
+"""THE system test (gate rule 4, DESIGN §6, §7): a served candidate checked through the inference
+contract, the same checks whether it is served on loopback (local gate) or by the staging endpoint
+(AWS pipeline); see :mod:`jobs.promotion.invokers`. Checks, each failure a reason:
+
+1. ``/ping`` answers 200 (when the invoker offers it);
+2. golden rows (:mod:`jobs.core.golden`) land inside their hand-checked ranges and orderings, and
+   every request format, single-row requests and CSV answers give the same predictions;
+3. the test split, sent as CSV batches, scores within ``tolerance`` of the logged RMSE (and, given
+   the model, matches the in-memory pipeline);
+4. malformed requests are refused with a 4xx and a message;
+5. p50/p99 latency of single-row requests is recorded (not a criterion);
+6. data capture holds one record per successful request (when the invoker can see it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs.core.errors import AbaloneError
+from jobs.core.golden import GOLDEN_ROWS, ORDERINGS
+from jobs.core.schema import AGE_OFFSET_YEARS, FEATURES, TARGET
+from jobs.promotion.invokers import InvokeError, Invoker, Reply, serve_on_loopback
+from jobs.serving.handlers import model_fn
+
+log = logging.getLogger(__name__)
+
+CSV = "text/csv"
+JSON = "application/json"
+REFUSED_AS_VALID = "malformed request was answered as if valid"
+
+
+@dataclass
+class SystemTestResult:
+    """Outcome of :func:`run_system_test`; ``reasons`` are the failed checks (empty on a pass)."""
+
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    rmse: float | None = None
+    expected_rmse: float | None = None
+    tolerance: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    golden_ok: bool = False
+    error_paths_ok: bool = False
+    n_rows: int = 0
+    max_abs_diff: float | None = None  # served vs in-memory predictions on the test split
+    requests: int = 0
+    captured: int | None = None
+    endpoint: str = ""
+
+    @property
+    def rows(self) -> int:
+        return self.n_rows
+
+    def to_tags(self) -> dict[str, str]:
+        """MLflow model-version tags (``systemtest.*``), all strings (``none`` when unknown)."""
+
+        def num(x: float | None, digits: int = 4) -> str:
+            return "none" if x is None else f"{x:.{digits}f}"
+
+        return {
+            "systemtest.passed": str(self.passed).lower(),
+            "systemtest.endpoint": self.endpoint,
+            "systemtest.rmse": num(self.rmse),
+            "systemtest.expected_rmse": num(self.expected_rmse),
+            "systemtest.tolerance": num(self.tolerance),
+            "systemtest.p50_ms": num(self.p50_ms, 3),
+            "systemtest.p99_ms": num(self.p99_ms, 3),
+            "systemtest.golden_ok": str(self.golden_ok).lower(),
+            "systemtest.error_paths_ok": str(self.error_paths_ok).lower(),
+            "systemtest.n_rows": str(self.n_rows),
+            "systemtest.max_abs_diff": "none"
+            if self.max_abs_diff is None
+            else f"{self.max_abs_diff:.3g}",
+            "systemtest.reasons": "\n".join(self.reasons)[:4900],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "rmse": self.rmse,
+            "expected_rmse": self.expected_rmse,
+            "tolerance": self.tolerance,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "golden_ok": self.golden_ok,
+            "error_paths_ok": self.error_paths_ok,
+            "n_rows": self.n_rows,
+            "rows": self.n_rows,
+            "max_abs_diff": self.max_abs_diff,
+            "requests": self.requests,
+            "captured": self.captured,
+            "endpoint": self.endpoint,
+        }
+
+
+def csv_line(values: tuple | list) -> str:
+    return ",".join(v if isinstance(v, str) else repr(float(v)) for v in values)
+
+
+def _rings(reply: Reply, accept: str = JSON) -> list[float]:
+    if reply.status != 200:
+        raise ValueError(f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}")
+    if (reply.content_type or accept).startswith(CSV):
+        return [float(line.split(",")[0]) for line in reply.body.decode().splitlines() if line]
+    preds = json.loads(reply.body)["predictions"]
+    for p in preds:
+        if not math.isclose(p["age_years"], p["rings"] + AGE_OFFSET_YEARS, abs_tol=1e-9):
+            raise ValueError(f"age_years {p['age_years']} is not rings + {AGE_OFFSET_YEARS}")
+    return [float(p["rings"]) for p in preds]
+
+
+def golden_formats() -> dict[str, tuple[str, bytes]]:
+    """The golden rows in every request format the contract accepts."""
+    rows = [g.values for g in GOLDEN_ROWS]
+    records = [g.record() for g in GOLDEN_ROWS]
+    header = ",".join(FEATURES)
+    shuffled = [*FEATURES[::-1], TARGET]
+    lines = "\n".join(csv_line(r) for r in rows)
+    return {
+        "csv (headerless, 8 fields)": (CSV, lines.encode()),
+        "csv (headerless, 9 fields with rings)": (
+            CSV,
+            "\n".join(csv_line([*r, 10]) for r in rows).encode(),
+        ),
+        "csv (header)": (CSV, (header + "\n" + lines).encode()),
+        "csv (header, other column order, rings)": (
+            CSV,
+            (
+                ",".join(shuffled)
+                + "\n"
+                + "\n".join(csv_line([*[rec[c] for c in FEATURES[::-1]], 10]) for rec in records)
+            ).encode(),
+        ),
+        "json instances (lists)": (
+            JSON,
+            json.dumps({"instances": [list(r) for r in rows]}).encode(),
+        ),
+        "json instances (records)": (JSON, json.dumps({"instances": records}).encode()),
+        "json list of records": (JSON, json.dumps(records).encode()),
+        "json dataframe_split": (
+            JSON,
+            json.dumps(
+                {"dataframe_split": {"columns": list(FEATURES), "data": [list(r) for r in rows]}}
+            ).encode(),
+        ),
+        "json dataframe_records": (JSON, json.dumps({"dataframe_records": records}).encode()),
+    }
+
+
+def error_cases(max_rows: int) -> list[tuple[str, str | None, bytes]]:
+    good = csv_line(GOLDEN_ROWS[2].values)
+    return [
+        ("bad sex", CSV, b"X,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"),
+        ("wrong field count", CSV, b"M,0.455,0.365,0.095"),
+        ("bad JSON", JSON, b'{"instances": [["M", 0.4'),
+        ("unsupported content type", "text/html", b"<p>hi</p>"),
+        ("no content type", None, good.encode()),
+        ("NaN value", JSON, b'{"instances": [["M", NaN, 0.3, 0.1, 0.5, 0.2, 0.1, 0.15]]}'),
+        ("negative value", CSV, b"F,-0.455,0.365,0.095,0.514,0.2245,0.101,0.15"),
+        ("not a number", CSV, b"F,abc,0.365,0.095,0.514,0.2245,0.101,0.15"),
+        ("empty body", CSV, b""),
+        ("too many rows", CSV, ("\n".join([good] * (max_rows + 1))).encode()),
+    ]
+
+
+def run_system_test(
+    invoker: Invoker,
+    test_frame: pd.DataFrame,
+    expected_rmse: float,
+    tolerance: float,
+    *,
+    model: Any = None,
+    latency_requests: int = 200,
+    batch_rows: int = 1000,
+) -> SystemTestResult:
+    """Check the model behind ``invoker``; never raises for a bad model or a dead endpoint.
+
+    ``model`` (a ``ServingModel``), when given, is the in-memory pipeline the served predictions
+    must match exactly.
+    """
+    result = SystemTestResult(
+        passed=False, expected_rmse=expected_rmse, tolerance=tolerance, endpoint=invoker.name
+    )
+    missing = [c for c in (*FEATURES, TARGET) if c not in test_frame.columns]
+    if missing:
+        result.reasons.append(f"test split lacks column(s) {', '.join(missing)}")
+        return result
+    if len(test_frame) == 0:
+        result.reasons.append("test split is empty")
+        return result
+    try:
+        _check_all(invoker, model, test_frame, result, latency_requests, batch_rows)
+    except (InvokeError, AbaloneError) as err:
+        result.reasons.append(f"the served model stopped answering: {err}")
+    result.requests = getattr(invoker, "ok", result.requests)
+    result.captured = invoker.captured()
+    if result.captured is not None and result.captured != result.requests:
+        result.reasons.append(
+            f"data capture wrote {result.captured} record(s) for {result.requests} "
+            "successful request(s)"
+        )
+    result.passed = not result.reasons
+    log.info("system test %s: %s", "passed" if result.passed else "failed", result.reasons or "ok")
+    return result
+
+
+def serve_and_test(
+    model_dir: str | Path,
+    test_frame: pd.DataFrame,
+    expected_rmse: float,
+    tolerance: float,
+    **kw: Any,
+) -> SystemTestResult:
+    """Load ``model_dir`` as the SageMaker container does, serve it on loopback with the real
+    server (capture on) and run :func:`run_system_test` against it."""
+    try:
+        model = model_fn(model_dir)
+    except Exception as err:  # a model that does not load is a failed system test, not a crash
+        detail = str(err) if isinstance(err, AbaloneError) else f"{type(err).__name__}: {err}"
+        return SystemTestResult(
+            False,
+            [f"model did not load: {detail}"],
+            expected_rmse=expected_rmse,
+            tolerance=tolerance,
+        )
+    try:
+        with serve_on_loopback(model, max_rows=max(kw.get("batch_rows", 1000), 1000)) as invoker:
+            return run_system_test(invoker, test_frame, expected_rmse, tolerance, model=model, **kw)
+    except AbaloneError as err:
+        return SystemTestResult(
+            False, [f"server failed: {err}"], expected_rmse=expected_rmse, tolerance=tolerance
+        )
+
+
+def _check_all(
+    invoker: Invoker,
+    model: Any,
+    frame: pd.DataFrame,
+    result: SystemTestResult,
+    latency_requests: int,
+    batch_rows: int,
+) -> None:
+    status = invoker.ping()
+    if status is not None and status != 200:
+        result.reasons.append(f"/ping answered {status}")
+        return
+    result.golden_ok = _check_golden(invoker, result.reasons)
+    _check_test_split(invoker, model, frame, result, batch_rows)
+    result.error_paths_ok = _check_errors(invoker, result.reasons)
+    _measure_latency(invoker, result, latency_requests)
+
+
+def _call_rings(invoker: Invoker, body: bytes, ctype: str, accept: str = JSON) -> list[float]:
+    try:
+        return _rings(invoker.invoke(body, ctype, accept), accept)
+    except InvokeError as err:
+        raise ValueError(str(err)) from err
+
+
+def _check_golden(invoker: Invoker, reasons: list[str]) -> bool:
+    before = len(reasons)
+    answers: dict[str, list[float]] = {}
+    formats = golden_formats()
+    for name, (ctype, body) in formats.items():
+        try:
+            answers[name] = _call_rings(invoker, body, ctype)
+        except (ValueError, KeyError, TypeError) as err:
+            reasons.append(f"golden rows as {name}: {err}")
+    try:
+        ctype, body = formats["csv (header)"]
+        answers["csv answer (Accept: text/csv)"] = _call_rings(invoker, body, ctype, CSV)
+        answers["single-row requests"] = [
+            _call_rings(invoker, csv_line(g.values).encode(), CSV)[0] for g in GOLDEN_ROWS
+        ]
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        reasons.append(f"golden rows with Accept: text/csv or one per request: {err}")
+    if not answers:
+        return False
+    reference_name, reference = next(iter(answers.items()))
+    for name, got in answers.items():
+        if len(got) != len(GOLDEN_ROWS) or not np.allclose(got, reference, rtol=0, atol=1e-9):
+            reasons.append(f"golden rows: {name} disagrees with {reference_name}")
+    if len(reference) == len(GOLDEN_ROWS):
+        reasons.extend(golden_problems(reference))
+    return len(reasons) == before
+
+
+def golden_problems(predicted: list[float]) -> list[str]:
+    """Hand-checked bounds and orderings of the golden rows on the predicted rings."""
+    by_name = dict(zip((g.name for g in GOLDEN_ROWS), predicted, strict=True))
+    problems = [
+        f"golden row '{g.name}': {by_name[g.name]:.2f} rings outside [{g.lo}, {g.hi}]"
+        for g in GOLDEN_ROWS
+        if not g.lo <= by_name[g.name] <= g.hi
+    ]
+    problems += [
+        f"golden rows: '{small}' ({by_name[small]:.2f}) not below '{large}' ({by_name[large]:.2f})"
+        for small, large in ORDERINGS
+        if not by_name[small] < by_name[large]
+    ]
+    return problems
+
+
+def _check_test_split(
+    invoker: Invoker, model: Any, frame: pd.DataFrame, result: SystemTestResult, batch_rows: int
+) -> None:
+    features = frame[list(FEATURES)]
+    served: list[float] = []
+    for start in range(0, len(features), batch_rows):
+        chunk = features.iloc[start : start + batch_rows]
+        body = "\n".join(csv_line(row) for row in chunk.itertuples(index=False)).encode()
+        try:
+            served.extend(_call_rings(invoker, body, CSV))
+        except (ValueError, KeyError, TypeError) as err:
+            result.reasons.append(f"test split rows {start + 1}-{start + len(chunk)}: {err}")
+            return
+    result.n_rows = len(served)
+    if len(served) != len(frame):
+        result.reasons.append(f"test split: {len(served)} predictions for {len(frame)} rows")
+        return
+    y = frame[TARGET].to_numpy(dtype=float)
+    p = np.asarray(served)
+    result.rmse = float(np.sqrt(np.mean((p - y) ** 2)))
+    diff = abs(result.rmse - result.expected_rmse)
+    if not math.isfinite(result.rmse) or diff > result.tolerance:
+        result.reasons.append(
+            f"served RMSE {result.rmse:.4f} on the test split ({len(y)} rows) differs from the "
+            f"logged {result.expected_rmse:.4f}: |diff| {diff:.4f} > tolerance {result.tolerance:g}"
+        )
+    if model is not None:
+        offline = np.asarray(model.pipeline.predict(features), dtype=float).reshape(-1)
+        result.max_abs_diff = float(np.max(np.abs(offline - p)))
+        if not result.max_abs_diff <= 1e-6:
+            result.reasons.append(
+                "served predictions differ from the in-memory pipeline by up to "
+                f"{result.max_abs_diff:.3g}"
+            )
+
+
+def _check_errors(invoker: Invoker, reasons: list[str]) -> bool:
+    before = len(reasons)
+    answered: list[str] = []
+    for name, ctype, body in error_cases(invoker.max_rows):
+        try:
+            reply = invoker.invoke(body, ctype, JSON)
+        except InvokeError as err:
+            reasons.append(f"error path '{name}': no answer ({err})")
+            continue
+        if reply.status < 300:
+            answered.append(name)
+        elif not 400 <= reply.status < 500 or not _message(reply):
+            reasons.append(
+                f"error path '{name}' answered {reply.status} {reply.body[:120]!r} (expected 4xx)"
+            )
+    if answered:
+        reasons.append(REFUSED_AS_VALID)
+        reasons.append(f"answered as if valid: {', '.join(answered)}")
+    status = invoker.ping()
+    if status is not None and status != 200:
+        reasons.append(f"/ping answered {status} after the error paths")
+    return len(reasons) == before
+
+
+def _message(reply: Reply) -> str:
+    """The refusal's message: ``{"error": …}`` from our server, the text from an endpoint."""
+    try:
+        doc = json.loads(reply.body)
+    except ValueError:
+        return reply.body.decode("utf-8", "replace").strip()
+    return str(doc.get("error") or "") if isinstance(doc, dict) else ""
+
+
+def _measure_latency(invoker: Invoker, result: SystemTestResult, n: int) -> None:
+    if n <= 0:
+        return
+    bodies = [csv_line(g.values).encode() for g in GOLDEN_ROWS]
+    for i in range(min(20, n)):  # warm-up
+        invoker.invoke(bodies[i % len(bodies)], CSV, JSON)
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        reply = invoker.invoke(bodies[i % len(bodies)], CSV, JSON)
+        times.append((time.perf_counter() - start) * 1000)
+        if reply.status != 200:
+            result.reasons.append(
+                f"single-row request answered {reply.status} during the latency run"
+            )
+            return
+    result.p50_ms = float(np.percentile(times, 50))
+    result.p99_ms = float(np.percentile(times, 99))
