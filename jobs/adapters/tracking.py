@@ -28,6 +28,8 @@ import mlflow
 import mlflow.artifacts
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from jobs.adapters.settings import Settings, scoped_environ
 from jobs.core.errors import ServiceError, UsageError
@@ -171,16 +173,17 @@ class Registry:
                 raise ServiceError(
                     f"MLflow cannot create registered model {self.name}: {err}"
                 ) from err
-        mv = self._call(
-            f"register {model_uri}",
-            self.client.create_model_version,
-            self.name,
-            source=model_uri,
-            run_id=run_id,
-            tags=tags or {},
-            model_id=model_id,
-            await_creation_for=int(wait_s),
-        )
+        with using_tracking_uri(self.tracking_uri):
+            mv = self._call(
+                f"register {model_uri}",
+                self.client.create_model_version,
+                self.name,
+                source=model_uri,
+                run_id=run_id,
+                tags=tags or {},
+                model_id=model_id,
+                await_creation_for=int(wait_s),
+            )
         version = str(mv.version)
         deadline = time.monotonic() + wait_s
         while True:
@@ -325,8 +328,11 @@ class Registry:
 
     def download(self, uri: str, target: Path) -> Path:
         """Download ``models:/…``/``runs:/…``/artifact URI ``uri`` into ``target``; its local path."""
-        try:
-            with scoped_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+        try:  # models:/ URIs resolve through the process-wide URIs: scope them to this store
+            with (
+                scoped_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"),
+                using_tracking_uri(self.tracking_uri),
+            ):
                 return Path(
                     mlflow.artifacts.download_artifacts(
                         artifact_uri=uri,
@@ -415,22 +421,26 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 
 @contextlib.contextmanager
-def fluent_run(tracking_uri: str, **start_run: Any) -> Iterator[Any]:
-    """``mlflow.start_run`` against ``tracking_uri``; MLflow's process-wide tracking and registry
-    URIs are restored when the run ends (the fluent API, e.g. ``log_model``, reads them)."""
-    from mlflow.tracking._model_registry import utils as registry_utils  # the URIs as set (or
-    from mlflow.tracking._tracking_service import utils as tracking_utils  # None), not defaults
-
-    old_tracking = getattr(tracking_utils, "_tracking_uri", None)
-    old_registry = getattr(registry_utils, "_registry_uri", None)
+def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``tracking_uri`` for a block and
+    restored after it: for the fluent API (``log_model``) and for the SQLite registry, which
+    resolves a logged model's ``models:/m-…`` source through them."""
+    old_tracking = getattr(tracking_utils, "_tracking_uri", None)  # as set (or None), not the
+    old_registry = getattr(registry_utils, "_registry_uri", None)  # defaults get_*_uri() invent
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        with mlflow.start_run(**start_run) as run:
-            yield run
+        yield
     finally:
         mlflow.set_tracking_uri(old_tracking)
         mlflow.set_registry_uri(old_registry)
+
+
+@contextlib.contextmanager
+def fluent_run(tracking_uri: str, **start_run: Any) -> Iterator[Any]:
+    """``mlflow.start_run`` against ``tracking_uri`` (see :func:`using_tracking_uri`)."""
+    with using_tracking_uri(tracking_uri), mlflow.start_run(**start_run) as run:
+        yield run
 
 
 def _first(err: BaseException) -> str:

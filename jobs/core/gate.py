@@ -287,6 +287,10 @@ class Predeploy:
     decision: GateDecision
 
     @property
+    def inputs(self) -> GateInputs:
+        return self.decision.inputs
+
+    @property
     def rules(self) -> tuple[RuleResult, ...]:
         return tuple(r for r in self.decision.rules if r.rule in PREDEPLOY_RULES)
 
