@@ -16,11 +16,20 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
+
+# Hypothesis: random exploration locally; in CI (``.ci/run`` sets HYPOTHESIS_PROFILE=ci) the same
+# examples every run, no example database and no deadline (2 shared cores make timings noisy).
+settings.register_profile("dev", deadline=None)
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True, max_examples=100
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 REPO = Path(__file__).resolve().parent.parent
 

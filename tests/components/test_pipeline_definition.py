@@ -410,6 +410,7 @@ def moto_pipeline(monkeypatch):
         yield run
 
 
+@pytest.mark.monotonic_waits
 def test_moto_runs_the_input_check_and_the_rejection_branch(moto_pipeline):
     done, states = moto_pipeline("no-key", {"bucket": "data-bucket"})
     assert (done["status"], done.get("error")) == ("FAILED", "InvalidInput")

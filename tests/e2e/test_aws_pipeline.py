@@ -64,7 +64,7 @@ import pytest
 
 from components.pipeline_definition import build_definition
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.monotonic_waits]
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import tarfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -333,10 +334,8 @@ def test_gate_rejects_above_the_ceiling_tags_why_and_moves_nothing(mlflow_server
 # ---- the scheduled drift job ----------------------------------------------------------------------
 
 
-def _sagemaker_capture(frame, predictions) -> bytes:
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _sagemaker_capture(frame, predictions, at) -> bytes:
+    now = at.isoformat(timespec="seconds").replace("+00:00", "Z")
     body = frame[list(FEATURES)].to_csv(index=False, header=False, lineterminator="\n")
     out = json.dumps({"predictions": [{"rings": float(p)} for p in predictions]})
     record = {
@@ -407,10 +406,13 @@ def test_drift_job_reports_publishes_the_score_and_retrains(drift_env):
     live = make_abalone(300, seed=42)
     for col in ("whole_weight", "shucked_weight", "viscera_weight", "shell_weight"):
         live[col] = live[col] * 1.5  # heavier animals than the model was trained on
+    # SageMaker writes capture under the UTC hour of the request: the job reads the last 24 h of
+    # the real clock, so the traffic is an hour old whatever the date the suite runs on.
+    served_at = datetime.now(UTC) - timedelta(hours=1)
     s3.put_object(
         Bucket="drift-data",
-        Key="capture/abalone-dev-endpoint/AllTraffic/2026/11/26/18/a.jsonl",
-        Body=_sagemaker_capture(live, live["rings"]),
+        Key=f"capture/abalone-dev-endpoint/AllTraffic/{served_at:%Y/%m/%d/%H}/a.jsonl",
+        Body=_sagemaker_capture(live, live["rings"], served_at),
     )
     out = handlers.drift_handler(event, None)
     assert out["drift"] is True and out["rows"] == 300

@@ -88,13 +88,15 @@ def test_upload_lands_a_flat_raw_key_and_finds_the_triggered_execution(stack, tm
 
     def put_and_trigger(**kwargs):  # what the stack's EventBridge rule does on the upload
         out = real_put(**kwargs)
-        threading.Timer(
-            0.3,
-            lambda: sfn.start_execution(
+
+        def trigger_later():  # plain sleep, not threading.Timer: see README "Development"
+            time.sleep(0.3)
+            sfn.start_execution(
                 stateMachineArn=stack.state_machine_arn,
                 input=json.dumps({"bucket": kwargs["Bucket"], "key": kwargs["Key"]}),
-            ),
-        ).start()
+            )
+
+        threading.Thread(target=trigger_later, daemon=True).start()
         return out
 
     s3.put_object = put_and_trigger

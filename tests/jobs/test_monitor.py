@@ -28,6 +28,8 @@ from jobs.pipeline import retrain_safely
 from jobs.serving.handlers import Rows
 from tests.jobs.test_drift import WEIGHTS, quick_model
 
+# The injected clock: every test here passes `now=NOW` (or derives times from the real clock), so
+# capture "from the last hour" stays recent whatever the date the suite runs on.
 NOW = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)
 
 
