@@ -427,13 +427,15 @@ def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
     resolves a logged model's ``models:/m-…`` source through them."""
     old_tracking = getattr(tracking_utils, "_tracking_uri", None)  # as set (or None), not the
     old_registry = getattr(registry_utils, "_registry_uri", None)  # defaults get_*_uri() invent
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(old_tracking)
-        mlflow.set_registry_uri(old_registry)
+    # set_*_uri also (un)set MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: restore those last
+    with scoped_environ(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri):
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(old_tracking)
+            mlflow.set_registry_uri(old_registry)
 
 
 @contextlib.contextmanager

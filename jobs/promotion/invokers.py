@@ -32,6 +32,7 @@ class Invoker(Protocol):
     """What the system test needs from a served model."""
 
     name: str
+    kind: str
     max_rows: int
 
     def invoke(self, body: bytes, content_type: str | None, accept: str) -> Reply: ...
@@ -41,6 +42,8 @@ class Invoker(Protocol):
 
 class LoopbackInvoker:
     """A keep-alive HTTP/1.1 client (stdlib) to a server on 127.0.0.1; counts 200 invocations."""
+
+    kind = "loopback"
 
     def __init__(self, server: RunningServer, capture_dir: Path | None, timeout: float = 60.0):
         port = server.port
@@ -106,6 +109,8 @@ def serve_on_loopback(model: ServingModel, max_rows: int) -> Iterator[LoopbackIn
 class CallableInvoker:
     """``invoke(body, content_type, accept) -> bytes`` that raises on an error answer (what
     ``InvokeEndpoint`` does: botocore's ``ModelError`` carries ``OriginalStatusCode``)."""
+
+    kind = "sagemaker-endpoint"
 
     def __init__(
         self,

@@ -36,7 +36,12 @@ from jobs.core.gate import (
 from jobs.core.policy import CHALLENGER, CHAMPION
 from jobs.core.schema import FEATURES, TARGET
 from jobs.promotion.invokers import Invoker
-from jobs.promotion.systemtest import SystemTestResult, run_system_test, serve_and_test
+from jobs.promotion.systemtest import (
+    ENDPOINT_PLAN,
+    SystemTestResult,
+    run_system_test,
+    serve_and_test,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +163,7 @@ def system_test(
     ``model_dir`` if given (the training job's ``SM_MODEL_DIR``), else what the registry holds
     for it (its SageMaker model directory, or the registered MLflow model)."""
     if invoker is not None:
-        result = run_system_test(invoker, test_frame, expected_rmse, tolerance, latency_requests=20)
+        result = run_system_test(invoker, test_frame, expected_rmse, tolerance, **ENDPOINT_PLAN)
     elif model_dir is not None:
         result = serve_and_test(model_dir, test_frame, expected_rmse, tolerance)
     else:

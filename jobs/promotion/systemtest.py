@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 CSV = "text/csv"
 JSON = "application/json"
 REFUSED_AS_VALID = "malformed request was answered as if valid"
+#: The lighter plan for a deployed endpoint: each request there is billed and lands in its data
+#: capture (the monitor's input), so three formats, single rows (also the latency sample), no
+#: separate latency run.
+ENDPOINT_PLAN = {
+    "formats": ("csv (headerless, 8 fields)", "csv (header)", "json instances (lists)"),
+    "csv_answer": False,
+    "latency_requests": 0,
+}
 
 
 @dataclass
@@ -56,6 +64,7 @@ class SystemTestResult:
     requests: int = 0
     captured: int | None = None
     endpoint: str = ""
+    kind: str = ""  # loopback | sagemaker-endpoint
 
     @property
     def rows(self) -> int:
@@ -69,6 +78,7 @@ class SystemTestResult:
 
         return {
             "systemtest.passed": str(self.passed).lower(),
+            "systemtest.kind": self.kind,
             "systemtest.endpoint": self.endpoint,
             "systemtest.rmse": num(self.rmse),
             "systemtest.expected_rmse": num(self.expected_rmse),
@@ -101,6 +111,7 @@ class SystemTestResult:
             "requests": self.requests,
             "captured": self.captured,
             "endpoint": self.endpoint,
+            "kind": self.kind,
         }
 
 
@@ -183,14 +194,22 @@ def run_system_test(
     model: Any = None,
     latency_requests: int = 200,
     batch_rows: int = 1000,
+    formats: tuple[str, ...] | None = None,
+    csv_answer: bool = True,
 ) -> SystemTestResult:
     """Check the model behind ``invoker``; never raises for a bad model or a dead endpoint.
 
     ``model`` (a ``ServingModel``), when given, is the in-memory pipeline the served predictions
-    must match exactly.
+    must match exactly. ``formats`` (names of :func:`golden_formats`, default all) and
+    ``csv_answer`` choose the golden requests; ``latency_requests=0`` takes p50/p99 from the
+    single-row golden requests.
     """
     result = SystemTestResult(
-        passed=False, expected_rmse=expected_rmse, tolerance=tolerance, endpoint=invoker.name
+        passed=False,
+        expected_rmse=expected_rmse,
+        tolerance=tolerance,
+        endpoint=invoker.name,
+        kind=invoker.kind,
     )
     missing = [c for c in (*FEATURES, TARGET) if c not in test_frame.columns]
     if missing:
@@ -200,7 +219,8 @@ def run_system_test(
         result.reasons.append("test split is empty")
         return result
     try:
-        _check_all(invoker, model, test_frame, result, latency_requests, batch_rows)
+        plan = (formats, csv_answer, latency_requests, batch_rows)
+        _check_all(invoker, model, test_frame, result, plan)
     except (InvokeError, AbaloneError) as err:
         result.reasons.append(f"the served model stopped answering: {err}")
     result.requests = getattr(invoker, "ok", result.requests)
@@ -244,21 +264,22 @@ def serve_and_test(
 
 
 def _check_all(
-    invoker: Invoker,
-    model: Any,
-    frame: pd.DataFrame,
-    result: SystemTestResult,
-    latency_requests: int,
-    batch_rows: int,
+    invoker: Invoker, model: Any, frame: pd.DataFrame, result: SystemTestResult, plan: tuple
 ) -> None:
+    formats, csv_answer, latency_requests, batch_rows = plan
     status = invoker.ping()
     if status is not None and status != 200:
         result.reasons.append(f"/ping answered {status}")
         return
-    result.golden_ok = _check_golden(invoker, result.reasons)
+    timings: list[float] = []
+    result.golden_ok = _check_golden(invoker, result.reasons, formats, csv_answer, timings)
     _check_test_split(invoker, model, frame, result, batch_rows)
     result.error_paths_ok = _check_errors(invoker, result.reasons)
-    _measure_latency(invoker, result, latency_requests)
+    if latency_requests > 0:
+        _measure_latency(invoker, result, latency_requests)
+    elif timings:
+        result.p50_ms = float(np.percentile(timings, 50))
+        result.p99_ms = float(np.percentile(timings, 99))
 
 
 def _call_rings(invoker: Invoker, body: bytes, ctype: str, accept: str = JSON) -> list[float]:
@@ -268,21 +289,33 @@ def _call_rings(invoker: Invoker, body: bytes, ctype: str, accept: str = JSON) -
         raise ValueError(str(err)) from err
 
 
-def _check_golden(invoker: Invoker, reasons: list[str]) -> bool:
+def _check_golden(
+    invoker: Invoker,
+    reasons: list[str],
+    only: tuple[str, ...] | None,
+    csv_answer: bool,
+    timings: list[float],
+) -> bool:
     before = len(reasons)
     answers: dict[str, list[float]] = {}
     formats = golden_formats()
     for name, (ctype, body) in formats.items():
+        if only is not None and name not in only:
+            continue
         try:
             answers[name] = _call_rings(invoker, body, ctype)
         except (ValueError, KeyError, TypeError) as err:
             reasons.append(f"golden rows as {name}: {err}")
     try:
-        ctype, body = formats["csv (header)"]
-        answers["csv answer (Accept: text/csv)"] = _call_rings(invoker, body, ctype, CSV)
-        answers["single-row requests"] = [
-            _call_rings(invoker, csv_line(g.values).encode(), CSV)[0] for g in GOLDEN_ROWS
-        ]
+        if csv_answer:
+            ctype, body = formats["csv (header)"]
+            answers["csv answer (Accept: text/csv)"] = _call_rings(invoker, body, ctype, CSV)
+        singles = []
+        for g in GOLDEN_ROWS:
+            start = time.perf_counter()
+            singles.append(_call_rings(invoker, csv_line(g.values).encode(), CSV)[0])
+            timings.append((time.perf_counter() - start) * 1000)
+        answers["single-row requests"] = singles
     except (ValueError, KeyError, TypeError, IndexError) as err:
         reasons.append(f"golden rows with Accept: text/csv or one per request: {err}")
     if not answers:
