@@ -773,6 +773,7 @@ def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(
     from jobs.adapters.capture_reader import read_capture
     from jobs.adapters.tracking import CHAMPION, Registry
     from jobs.aws import launcher
+    from jobs.aws import reports as aws_reports
     from jobs.cli import app
 
     stack = Stack(aws, "dev", mlflow_server, require_approval=False)
@@ -810,7 +811,7 @@ def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(
     # The data-quality report is in the reports bucket, listed with a presigned link that opens.
     ingest_id = output["validation"]["Result"]["ingest_id"]
     assert f"{ingest_id}/summary.json" in stack.keys(stack.reports_bucket, ingest_id)
-    (report,) = [r for r in launcher.list_reports(resources) if r.ingest_id == ingest_id]
+    (report,) = [r for r in aws_reports.list_reports(resources) if r.ingest_id == ingest_id]
     assert report.status == "accepted" and report.report_url
     import requests
 

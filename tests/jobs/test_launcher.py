@@ -19,6 +19,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from jobs.aws import launcher
+from jobs.aws import reports as aws_reports
 from jobs.core.errors import ServiceError, SourceError, UsageError
 
 REGION = "us-east-1"
@@ -69,7 +70,7 @@ def test_resolve_stack_reads_the_ssm_parameters(stack):
     assert stack.data_bucket == "dev-data" and stack.reports_bucket == "dev-reports"
     assert stack.state_machine_arn.endswith(":stateMachine:abalone-dev-pipeline")
     assert stack.staging_endpoint == "abalone-dev-staging" and stack.region == REGION
-    assert launcher.tracking_server_name(stack) == "abalone-dev"
+    assert aws_reports.tracking_server_name(stack) == "abalone-dev"
 
 
 def test_resolve_stack_names_missing_parameters_and_bad_stack_names(stack):
@@ -179,7 +180,7 @@ def test_reports_are_listed_newest_first_with_links_that_open(stack):
             Key=f"{ingest_id}/data_docs/index.html",
             Body=f"<html>{ingest_id}</html>".encode(),
         )
-    reports = launcher.list_reports(stack, limit=5, expires_s=600)
+    reports = aws_reports.list_reports(stack, limit=5, expires_s=600)
     assert [r.ingest_id for r in reports] == [
         "20261126T110000000000Z-bbbbbb",
         "20261126T100000000000Z-aaaaaa",
@@ -189,9 +190,9 @@ def test_reports_are_listed_newest_first_with_links_that_open(stack):
     assert requests.get(reports[1].report_url, timeout=5).text == (
         "<html>20261126T100000000000Z-aaaaaa</html>"
     )
-    assert len(launcher.list_reports(stack, limit=1)) == 1
+    assert len(aws_reports.list_reports(stack, limit=1)) == 1
     with pytest.raises(UsageError, match="--limit"):
-        launcher.list_reports(stack, limit=0)
+        aws_reports.list_reports(stack, limit=0)
 
 
 def test_presigned_mlflow_ui_url(stack):
@@ -207,16 +208,16 @@ def test_presigned_mlflow_ui_url(stack):
                 "SessionExpirationDurationInSeconds": 43200,
             },
         )
-        assert launcher.mlflow_ui_url(stack, sagemaker=client) == url
+        assert aws_reports.mlflow_ui_url(stack, sagemaker=client) == url
         stub.add_client_error(
             "create_presigned_mlflow_tracking_server_url",
             service_error_code="ResourceNotFound",
             service_message="Tracking server abalone-dev not found",
         )
         with pytest.raises(ServiceError, match="ResourceNotFound: Tracking server"):
-            launcher.mlflow_ui_url(stack, sagemaker=client)
+            aws_reports.mlflow_ui_url(stack, sagemaker=client)
     with pytest.raises(UsageError, match=r"5\.\.300"):
-        launcher.mlflow_ui_url(stack, sagemaker=client, expires_s=900)
+        aws_reports.mlflow_ui_url(stack, sagemaker=client, expires_s=900)
 
 
 def test_raw_keys_are_flat_unique_and_safe():
