@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
+
 from jobs.adapters.settings import FetchLimits
+from jobs.adapters.storage import open_store
 from jobs.core.errors import SourceError, StorageError
 
 log = logging.getLogger(__name__)
@@ -88,8 +91,6 @@ def fetch_local(path: Path, limits: FetchLimits) -> Fetched:
 
 
 def fetch_http(url: str, limits: FetchLimits, cache_dir: Path | None, refresh: bool) -> Fetched:
-    import httpx
-
     key = hashlib.sha256(url.encode()).hexdigest()[:24]
     cached = cache_dir / key if cache_dir else None
     name = _safe_name(urlparse(url).path) or "batch.csv"
@@ -137,8 +138,6 @@ def fetch_http(url: str, limits: FetchLimits, cache_dir: Path | None, refresh: b
 
 
 def fetch_s3(uri: str, limits: FetchLimits, s3_client: Any = None) -> Fetched:
-    from jobs.adapters.storage import open_store
-
     parsed = urlparse(uri)
     key = parsed.path.lstrip("/")
     if not parsed.netloc or not key:

@@ -125,7 +125,7 @@ class S3Store:
 
     def __post_init__(self) -> None:
         if self.client is None:
-            import boto3
+            import boto3  # lazy: ~0.5 s to import, and a local lake never needs it
 
             self.client = boto3.client("s3")
         self.prefix = self.prefix.strip("/")
@@ -142,7 +142,7 @@ class S3Store:
         return f"s3://{self.bucket}/{self.key(key)}"
 
     def _call(self, what: str, fn, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: see boto3 above
 
         try:
             return fn(**kwargs)
@@ -169,7 +169,7 @@ class S3Store:
         return resp["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: see boto3 above
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.key(key))

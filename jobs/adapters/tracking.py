@@ -13,108 +13,46 @@ promoted version records the version it replaced (tag ``champion.replaced``), so
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import mlflow
 import mlflow.artifacts
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.tracking._model_registry import utils as registry_utils
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from jobs.adapters.settings import Settings, scoped_environ
+from jobs.adapters.tracking_store import (
+    artifact_location,
+    check_tracking,
+    ensure_experiment,
+    first_line,
+    fluent_run,
+    parse_models_uri,
+    using_tracking_uri,
+)
 from jobs.core.errors import ServiceError, UsageError
 from jobs.core.policy import CHALLENGER, CHAMPION, MODEL_NAME, PREVIOUS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHALLENGER", "CHAMPION", "PREVIOUS", "Aliases", "Registry", "check_tracking"]
-
-
-# ---- tracking store -----------------------------------------------------------------------------
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(
-        uri[len("sqlite:///") :] if uri.startswith("sqlite:////") else uri[len("sqlite://") :]
-    )
-
-
-def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast with one clear line when the tracking store cannot be reached."""
-    scheme = urlparse(uri).scheme
-    if scheme in ("http", "https"):
-        import httpx
-
-        url = uri.rstrip("/") + "/health"
-        try:
-            resp = httpx.get(url, timeout=timeout_s)
-        except httpx.HTTPError as err:
-            raise ServiceError(
-                f"MLflow tracking server {uri} is unreachable ({type(err).__name__}: {err}); "
-                "start it or fix MLFLOW_TRACKING_URI"
-            ) from err
-        if resp.status_code >= 400:
-            raise ServiceError(
-                f"MLflow tracking server {uri} answered HTTP {resp.status_code} on /health"
-            )
-        return
-    sqlite = _sqlite_path(uri)
-    if sqlite is not None:
-        try:
-            sqlite.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ServiceError(
-                f"cannot create the MLflow store directory {sqlite.parent}: {err}"
-            ) from err
-
-    try:
-        with scoped_environ(  # MLflow's REST client without retries, with a short timeout
-            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-            MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
-        ):
-            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
-    except (MlflowException, OSError) as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        raise ServiceError(f"MLflow tracking store {uri} is unreachable: {first}") from err
-
-
-def artifact_location(settings: Settings) -> str | None:
-    """Where a new experiment keeps artifacts: ``$ABALONE_HOME/mlartifacts/<experiment>`` for a local
-    (SQLite/file) store, so ``abalone ui`` can serve them; the server's default otherwise."""
-    scheme = urlparse(settings.tracking_uri).scheme
-    if scheme in ("sqlite", "file", ""):
-        return (settings.home / "mlartifacts" / settings.experiment_name).absolute().as_uri()
-    return None
-
-
-def ensure_experiment(client: Any, settings: Settings) -> str:
-    """The id of the stack's experiment, created on first use."""
-
-    name = settings.experiment_name
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            raise UsageError(f"experiment {name!r} is deleted; restore it in the MLflow UI")
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location(settings))
-    except MlflowException:  # created concurrently
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PREVIOUS",
+    "Aliases",
+    "Registry",
+    "artifact_location",
+    "check_tracking",
+    "ensure_experiment",
+    "fluent_run",
+    "parse_models_uri",
+]
 
 
 # ---- registry -----------------------------------------------------------------------------------
@@ -317,14 +255,17 @@ class Registry:
 
     def load_model(self, version: str | int):
         """The scikit-learn Pipeline of a registered version (``models:/<name>/<version>``)."""
-        import mlflow.sklearn  # the sklearn flavour imports scikit-learn: only when a model loads
+        # lazy: the sklearn flavour imports scikit-learn, only needed when a model loads
+        import mlflow.sklearn
 
         with tempfile.TemporaryDirectory(prefix="abalone-model-") as tmp:
             local = self.download(self.model_uri(version), Path(tmp))
             try:
                 return mlflow.sklearn.load_model(str(local))
             except (MlflowException, OSError) as err:
-                raise ServiceError(f"cannot load {self.model_uri(version)}: {_first(err)}") from err
+                raise ServiceError(
+                    f"cannot load {self.model_uri(version)}: {first_line(err)}"
+                ) from err
 
     def download(self, uri: str, target: Path) -> Path:
         """Download ``models:/…``/``runs:/…``/artifact URI ``uri`` into ``target``; its local path."""
@@ -342,7 +283,7 @@ class Registry:
                     )
                 )
         except MlflowException as err:
-            raise UsageError(f"cannot download {uri}: {_first(err)}") from err
+            raise UsageError(f"cannot download {uri}: {first_line(err)}") from err
         except OSError as err:
             raise ServiceError(f"cannot download {uri}: {err}") from err
 
@@ -359,7 +300,7 @@ class Registry:
                     )
                 )
         except (MlflowException, OSError) as err:
-            log.info("run %s has no artifact %s (%s)", run_id, path, _first(err))
+            log.info("run %s has no artifact %s (%s)", run_id, path, first_line(err))
             return None
 
     def download_model_dir(self, version: str | int, target: Path) -> Path:
@@ -404,50 +345,6 @@ class Registry:
         if "test_rmse" not in metrics:
             raise UsageError(f"version {version} has no logged test_rmse")
         return float(metrics["test_rmse"])
-
-
-def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/name@alias`` → (name, alias, None); ``models:/name/3`` → (name, None, "3")."""
-    rest = uri[len("models:/") :].strip("/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        if name and alias and "/" not in alias:
-            return name, alias, None
-    elif "/" in rest:
-        name, version = rest.split("/", 1)
-        if name and version.isdigit():
-            return name, None, version
-    raise UsageError(f"{uri!r}: use models:/<name>@<alias> or models:/<name>/<version>")
-
-
-@contextlib.contextmanager
-def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
-    """MLflow's process-wide tracking and registry URIs set to ``tracking_uri`` for a block and
-    restored after it: for the fluent API (``log_model``) and for the SQLite registry, which
-    resolves a logged model's ``models:/m-…`` source through them."""
-    old_tracking = getattr(tracking_utils, "_tracking_uri", None)  # as set (or None), not the
-    old_registry = getattr(registry_utils, "_registry_uri", None)  # defaults get_*_uri() invent
-    # set_*_uri also (un)set MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: restore those last
-    with scoped_environ(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri):
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(old_tracking)
-            mlflow.set_registry_uri(old_registry)
-
-
-@contextlib.contextmanager
-def fluent_run(tracking_uri: str, **start_run: Any) -> Iterator[Any]:
-    """``mlflow.start_run`` against ``tracking_uri`` (see :func:`using_tracking_uri`)."""
-    with using_tracking_uri(tracking_uri), mlflow.start_run(**start_run) as run:
-        yield run
-
-
-def _first(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _now() -> str:

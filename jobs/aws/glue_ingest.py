@@ -9,7 +9,7 @@ Glue runs this file with Glue-style arguments (``--KEY value``; Glue adds its ow
 
 and the job's arguments set by the ``DataQualityEtl`` component name the stores::
 
-    --lake      s3://<data bucket>[/<prefix>]          lake root: raw/, quarantine/, curated/, runs/
+    --lake      s3://<data bucket>[/<prefix>]          lake root (layout: jobs.adapters.lake), runs/
     --reports   s3://<reports bucket>[/<prefix>]       Data Docs + summary.json per ingest
     --env       dev | prd                              thresholds (default dev)
 
@@ -22,7 +22,7 @@ GX validation, quarantine, curated splits and Data Docs are exactly those of the
 writes the *result object* — a compact form of ``abalone ingest --json``: ``status``, ``ingest_id``,
 ``dataset_version``, ``data_quality``, ``report_html``, ``summary_json``, ``quarantine_uri``,
 ``failed_expectations``, the first problems, and ``channels`` (``train``/``validation``/``test``:
-the S3 prefix ``<lake>/curated/<dataset_version>/`` holding the three splits and ``manifest.json``,
+the dataset version's S3 prefix in the lake (``Lake.curated_uri``) holding the three splits and ``manifest.json``,
 so the training job also finds its lineage) — to ``<lake>/runs/<run_id>/ingest_result.json``
 (``run_id`` defaults to the ingest id). The state machine reads it to choose its branch and to point
 the training job at the dataset. It stays small: the state machine carries it in its 256 KB state.
@@ -123,6 +123,7 @@ def _resolved_options(argv: Sequence[str]) -> dict[str, str]:
     arguments are ignored in both cases. Returns canonical names."""
     argv = list(argv)
     try:
+        # optional: awsglue exists only inside a Glue job run
         from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
     except ImportError:
         getResolvedOptions = None

@@ -22,10 +22,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobs.adapters.fetch import fetch
 from jobs.adapters.lake import Lake
+from jobs.adapters.settings import FetchLimits
 from jobs.aws.executions import TERMINAL, ExecutionStatus, StateStep, steps_from_history
 from jobs.core.errors import ServiceError, SourceError, UsageError
 
@@ -77,8 +83,6 @@ class StackResources:
 
 
 def _client(service: str, region: str | None = None):
-    import boto3
-
     return boto3.client(service, region_name=region) if region else boto3.client(service)
 
 
@@ -91,8 +95,6 @@ def _aws_error(what: str, err: Exception) -> ServiceError:
 
 
 def _call(what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as err:
@@ -154,9 +156,6 @@ def upload_batch(
     max_bytes: int = 50 * 1024 * 1024,
 ) -> str:
     """Read ``source`` (path, URL or ``s3://``) and put it under the data bucket's ``raw/``."""
-    from jobs.adapters.fetch import fetch
-    from jobs.adapters.settings import FetchLimits
-
     s3 = s3 or _client("s3", resources.region)
     fetched = fetch(source, limits=FetchLimits(max_bytes=max_bytes), s3_client=s3)
     key = raw_key(fetched.name)
@@ -358,8 +357,6 @@ def check_source_exists(source: str) -> None:
     """Fail early for a local source that does not exist (before any AWS call)."""
     parsed = urlparse(source)
     if parsed.scheme in ("", "file"):
-        from pathlib import Path
-
         path = Path(parsed.path if parsed.scheme == "file" else source)
         if not path.is_file():
             raise SourceError(f"no such file: {path}")

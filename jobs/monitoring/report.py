@@ -31,8 +31,9 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 
 def _histogram_png(name: str, spec: Mapping[str, Any], live: np.ndarray, status: str) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: seconds to import,
-    from matplotlib.figure import Figure  # only when a report is drawn
+    # lazy: matplotlib takes seconds to import and only a drawn report needs it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(3.4, 1.9), dpi=90)
     FigureCanvasAgg(fig)

@@ -15,6 +15,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import sklearn
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import VotingRegressor
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.neural_network import MLPRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    StandardScaler,
+)
+from sklearn.svm import SVR, NuSVR
 
 from jobs.core.contract import Rows
 from jobs.core.schema import FEATURES, NUMERIC_FEATURES, SEX_VALUES
@@ -60,9 +73,6 @@ Head = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def _build_fast_path(
     pipeline: Any, deep: bool = True
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    import sklearn
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
 
     if type(pipeline) is not Pipeline or len(pipeline.steps) < 2:
         return None
@@ -102,12 +112,6 @@ def _compile_estimator(est: Any) -> Predictor | None:
     """``est.predict`` minus the per-call input validation, for estimators whose predict is a thin
     shell around a documented computation; ``None`` for anything else. Each replica mirrors the
     scikit-learn source of ``predict`` (checked against 1.9) and is verified bit-for-bit at load."""
-    from sklearn.compose import TransformedTargetRegressor
-    from sklearn.ensemble import VotingRegressor
-    from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
-    from sklearn.neural_network import MLPRegressor
-    from sklearn.preprocessing import FunctionTransformer
-    from sklearn.svm import SVR, NuSVR
 
     kind = type(est)
     if kind is TransformedTargetRegressor:
@@ -148,7 +152,6 @@ def _compile_estimator(est: Any) -> Predictor | None:
 
 def _compile_head(step: Any) -> Head | None:
     """The first pipeline step (the one that takes the DataFrame) as a numpy function."""
-    from sklearn.compose import ColumnTransformer
 
     if type(step) is ColumnTransformer:
         return _column_transformer(step)
@@ -164,12 +167,6 @@ def _abalone_features(step: Any) -> Head | None:
 
 
 def _column_transformer(pre: Any) -> Head | None:
-    from sklearn.preprocessing import (
-        FunctionTransformer,
-        MinMaxScaler,
-        OneHotEncoder,
-        StandardScaler,
-    )
 
     if getattr(pre, "sparse_output_", True):
         return None

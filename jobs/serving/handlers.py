@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 
 from jobs.adapters.settings import environ_value
@@ -104,7 +105,7 @@ def _openmp_one_thread() -> None:
         return
     _THREAD_STATE.openmp_limited = True
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: never fatal to serving
 
         threadpool_limits(1, user_api="openmp")
     except Exception as err:  # threadpoolctl is a scikit-learn dependency; never fatal
@@ -118,8 +119,6 @@ def model_fn(model_dir: str | os.PathLike[str]) -> ServingModel:
     """Load the model from ``model_dir`` (SageMaker's ``/opt/ml/model`` or an MLflow model dir)."""
     path = Path(model_dir)
     if (path / "model.joblib").is_file():
-        import joblib
-
         pipeline = joblib.load(path / "model.joblib")
         metadata = _read_metadata(path / "metadata.json")
         run_id = metadata.get("run_id")
@@ -157,6 +156,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 def _load_mlflow_dir(path: Path) -> tuple[Any, dict[str, Any], str | None]:
     try:
+        # lazy: MLflow takes seconds to import; only MLflow model directories need it
         import mlflow.sklearn
         from mlflow.models import Model
     except ImportError as err:  # pragma: no cover - the SageMaker container path never gets here
@@ -194,6 +194,7 @@ def _for_container(err: InvalidInput) -> InvalidInput:
 @functools.cache
 def _toolkit_error_class() -> type[InvalidInput] | None:
     try:
+        # optional: the inference toolkit exists only inside the SageMaker container
         from sagemaker_inference.errors import BaseInferenceToolkitError
     except ImportError:  # not in the container: InvalidInput itself is the contract
         return None

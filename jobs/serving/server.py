@@ -252,7 +252,7 @@ def create_app(
 
 
 def _uvicorn_config(app: InferenceApp, **kwargs: Any) -> Any:
-    import uvicorn
+    import uvicorn  # lazy: not in the Lambda image, which imports this module for its types
 
     return uvicorn.Config(
         app,
@@ -267,7 +267,7 @@ def _uvicorn_config(app: InferenceApp, **kwargs: Any) -> Any:
 
 def run_server(app: InferenceApp, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve ``app`` in the foreground until interrupted (Ctrl-C flushes capture and stops)."""
-    import uvicorn
+    import uvicorn  # lazy: not in the Lambda image, which imports this module for its types
 
     if app.capture is not None:
         app.capture.start()  # fail fast, with the reason, when the capture dir is unwritable
@@ -304,7 +304,7 @@ def serve_in_thread(
 
     Yields a :class:`RunningServer`; on exit the server stops and data capture is flushed.
     """
-    import uvicorn
+    import uvicorn  # lazy: not in the Lambda image, which imports this module for its types
 
     app = create_app(model, capture_dir, limits)
     if app.capture is not None:

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import joblib
 import mlflow
 import mlflow.sklearn
+import numpy
 import pandas as pd
 import sklearn
 from mlflow import MlflowClient
@@ -80,10 +82,6 @@ def _git_sha(settings: Settings) -> str | None:
 
 
 def _pip_requirements() -> list[str]:
-    import cloudpickle
-    import numpy
-    import sklearn
-
     return [
         f"scikit-learn=={sklearn.__version__}",
         f"cloudpickle=={cloudpickle.__version__}",
