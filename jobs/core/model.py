@@ -11,6 +11,9 @@ are in docs/MODEL.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -125,25 +128,31 @@ PARAM_TYPES: dict = {
 ESTIMATORS = ("svr", "mlp")
 
 
-def parse_params(raw: dict[str, str] | None) -> dict:
-    """Hyperparameters given as strings (``--svr_C 10`` on the command line) → typed values.
+def parse_params(raw: Mapping[str, Any] | None) -> dict:
+    """Hyperparameters as given on a command line or by SageMaker (strings, possibly JSON-quoted;
+    ``"3.0"`` for an int) → the types of ``PARAM_TYPES``. Only the keys present are returned, so
+    ``build_model(parse_params(args))`` overrides just those; unknown names are usage errors."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - set(PARAM_TYPES))
+    if unknown:
+        raise UsageError(
+            f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAM_TYPES))}"
+        )
+    return {key: _coerce(key, value, PARAM_TYPES[key]) for key, value in raw.items()}
 
-    Only the keys present are returned, so ``build_model(parse_params(args))`` overrides just those.
-    """
-    out: dict = {}
-    for key, value in (raw or {}).items():
-        if key not in PARAM_TYPES:
-            raise UsageError(f"unknown hyperparameter {key!r}; known: {', '.join(PARAM_TYPES)}")
-        kind = PARAM_TYPES[key]
-        try:
-            out[key] = (
-                kind(value) if not isinstance(value, str) or kind is str else kind(value.strip())
-            )
-        except (TypeError, ValueError) as err:
-            raise UsageError(
-                f"hyperparameter {key} must be {kind.__name__}, got {value!r}"
-            ) from err
-    return out
+
+def _coerce(name: str, raw: Any, kind: type) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':  # JSON-encoded by some SageMaker SDKs
+        text = text[1:-1]
+    try:
+        if kind is int:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        return kind(text)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"hyperparameter {name}={raw!r} is not a valid {kind.__name__}") from err
 
 
 def resolve_params(params: dict | None = None) -> dict:

@@ -84,49 +84,6 @@ class TrainResult:
         return asdict(self)
 
 
-def _param_types() -> dict[str, type]:
-    declared = dict(model_lib.PARAM_TYPES)
-    for key, value in model_lib.DEFAULT_PARAMS.items():
-        declared.setdefault(key, type(value) if value is not None else str)
-    return declared
-
-
-def _coerce(name: str, raw: Any, kind: type) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    text = raw.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':  # JSON-encoded by some SageMaker SDKs
-        text = text[1:-1]
-    try:
-        if kind is bool:
-            low = text.lower()
-            if low in ("true", "1", "yes"):
-                return True
-            if low in ("false", "0", "no"):
-                return False
-            raise ValueError(text)
-        if kind is int:
-            return int(float(text)) if float(text).is_integer() else int(text)
-        if kind is float:
-            return float(text)
-        if kind is str:
-            return text
-        return json.loads(text)
-    except (TypeError, ValueError) as err:
-        raise UsageError(f"hyperparameter {name}={raw!r} is not a valid {kind.__name__}") from err
-
-
-def coerce_params(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Hyperparameters from strings to the types of ``DEFAULT_PARAMS``; unknown names are errors."""
-    types = _param_types()
-    unknown = sorted(set(raw) - set(types))
-    if unknown:
-        raise UsageError(
-            f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(types)) or 'none'}"
-        )
-    return {k: _coerce(k, v, types[k]) for k, v in raw.items()}
-
-
 def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """``--name value`` / ``--name=value`` pairs → (hyperparameters, lineage overrides)."""
     raw: dict[str, str] = {}
@@ -150,7 +107,7 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
             lineage[key] = value
         else:
             raw[key] = value
-    return coerce_params(raw), lineage
+    return model_lib.parse_params(raw), lineage
 
 
 def read_split(channels: Channels, split: str) -> pd.DataFrame:

@@ -41,7 +41,6 @@ from jobs.training.contract import (
     Channels,
     Lineage,
     TrainResult,
-    coerce_params,
     read_split,
     resolve_lineage,
     write_json,
@@ -103,7 +102,7 @@ def train(
     """Fit, evaluate, log to MLflow, write the SageMaker outputs, register and alias ``@challenger``."""
     started = time.perf_counter()
     settings = settings or load_settings(None)
-    params = {**model_lib.DEFAULT_PARAMS, **coerce_params(dict(params or {}))}
+    params = {**model_lib.DEFAULT_PARAMS, **model_lib.parse_params(params)}
     model_lib.build_model(params)  # validates values and ranges (UsageError) before any logging
     frames = {split: read_split(channels, split) for split in SPLITS}
     check_tracking(settings.tracking_uri)  # before any MLflow or model work: fail fast

@@ -437,18 +437,10 @@ def _error(status: int, code: str, message: str, **extra: Any):
     return status, headers, json.dumps(body)
 
 
-@contextlib.contextmanager
 def _environ(values: dict[str, str]):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: str(v) for k, v in values.items()})
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    from jobs.adapters.settings import scoped_environ
+
+    return scoped_environ(**{k: str(v) for k, v in values.items()})
 
 
 def _tar_gz(directory: Path) -> bytes:
