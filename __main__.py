@@ -7,7 +7,8 @@ import pulumi
 
 from components.abalone_mlops import build
 from components.config import StackConfig, load_stack_config
-from components.packaging import check_deploy_inputs, program_assets
+from components.packaging import program_assets
+from components.seed_model import seed_model_file
 
 
 def read_config(stack: str | None = None) -> StackConfig:
@@ -22,8 +23,8 @@ def read_config(stack: str | None = None) -> StackConfig:
 
 def main() -> None:
     config = read_config()
-    check_deploy_inputs(config.seed_model_path, lambda_image_uri=config.lambda_image_uri)
-    build(config, program_assets(config.seed_model_path))
+    seed = seed_model_file(config.seed_model_path, config.seed_model_source)
+    build(config, program_assets(seed))
 
 
 if __name__ == "__main__":  # the Pulumi Python host runs this file as __main__

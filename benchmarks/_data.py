@@ -1,5 +1,5 @@
-"""Where the benchmarks find the real UCI file: ``$ABALONE_DATA``, else ``../shared/data/abalone.csv``
-beside the repository (the layout CI uses)."""
+"""Where the benchmarks find the real UCI file: ``$ABALONE_DATA``, else the copy shipped in the
+package (``jobs/resources/abalone.csv``)."""
 
 from __future__ import annotations
 
@@ -11,4 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def default_data() -> Path:
     env = os.environ.get("ABALONE_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "abalone.csv"
+    if env:
+        return Path(env)
+    from jobs.fetch import shipped_data_path
+
+    return shipped_data_path()

@@ -4,7 +4,7 @@
 
 The model is an MLflow model directory (cloudpickle format): trained here with ``jobs.model``
 on the real UCI data (classic split: first 3,133 rows; ``--data``, default ``$ABALONE_DATA`` or
-``../shared/data/abalone.csv``), or downloaded from ``--model-uri`` (e.g.
+the copy shipped in the package), or downloaded from ``--model-uri`` (e.g.
 ``models:/abalone-age@champion``, needs ``MLFLOW_TRACKING_URI``). Both servers load that same
 directory, run as subprocesses on loopback with one worker each, and get the same request bodies
 (MLflow's ``dataframe_split`` JSON, which both accept). Our server keeps data capture on (into a

@@ -6,10 +6,12 @@ Graph::
     ├── DataLake            data / artifacts / reports buckets, the stack KMS key
     ├── TrackingServer      SageMaker managed MLflow + role (artifacts bucket, mlflow/ only)
     ├── DataQualityEtl      Glue 5.0 job: jobs/aws/glue_ingest.py + jobs/ + validation/
-    ├── (code objects)      sourcedir.tar.gz (SageMaker script mode), seed model
+    ├── (code objects)      sourcedir.tar.gz (SageMaker script mode), seed model (built by
+    │                       the program when absent, components/seed_model.py)
     ├── ModelEndpoint (2) staging and production endpoints (data capture, prd autoscaling,
     │                       blue/green with auto-rollback)
-    ├── (ECR repository)    private image repository of the Lambda container image
+    ├── (Lambda image)      ECR repository + the Lambda container image, built and pushed
+    │                       by the program (pulumi-docker-build), functions pinned to its digest
     ├── TrainingPipeline    state machine, gate/system-test/approval/promote Lambdas, SNS,
     │                       EventBridge trigger on raw/
     ├── Monitoring          dashboard, alarms → SNS, scheduled drift job
@@ -31,7 +33,7 @@ from components.config import StackConfig
 from components.data_lake import DataLake, DataLakeArgs
 from components.data_quality_etl import DataQualityEtl, DataQualityEtlArgs
 from components.delivery import Delivery, DeliveryArgs
-from components.image_repository import ImageRepositoryArgs, image_repository
+from components.image_repository import ImageRepositoryArgs, LambdaImage, lambda_image
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.packaging import ProgramAssets
@@ -57,7 +59,7 @@ class AbaloneMlops(pulumi.ComponentResource):
     production: ModelEndpoint
     pipeline: TrainingPipeline
     monitoring: Monitoring
-    image_repository: aws.ecr.Repository
+    lambda_image: LambdaImage
     delivery: Delivery | None
     outputs: dict[str, pulumi.Output]
 
@@ -178,7 +180,7 @@ class AbaloneMlops(pulumi.ComponentResource):
             target_invocations_per_instance=cfg.autoscaling_target_invocations,
             blue_green=cfg.blue_green,
         )
-        self.image_repository = image_repository(
+        self.lambda_image = lambda_image(
             self,
             f"{name}-lambda-images",
             ImageRepositoryArgs(
@@ -189,10 +191,6 @@ class AbaloneMlops(pulumi.ComponentResource):
                 tags=tags,
             ),
         )
-        image_repository_url = pulumi.Output.concat(
-            args.account_id, f".dkr.ecr.{cfg.region}.amazonaws.com/", self.image_repository.name
-        )
-        lambda_image_uri = cfg.lambda_image_uri or None
         self.pipeline = TrainingPipeline(
             f"{name}-pipeline",
             TrainingPipelineArgs(
@@ -209,9 +207,7 @@ class AbaloneMlops(pulumi.ComponentResource):
                 glue_job_name=self.etl.job_name,
                 glue_job_arn=self.etl.job_arn,
                 code_uri=code_uri,
-                code=args.assets.code,
-                dependencies=args.assets.lambda_dependencies,
-                lambda_image_uri=lambda_image_uri,
+                lambda_image_uri=self.lambda_image.uri,
                 training_image_uri=cfg.training_image_uri,
                 inference_image_uri=cfg.inference_image_uri,
                 training_instance_type=cfg.training_instance_type,
@@ -246,9 +242,7 @@ class AbaloneMlops(pulumi.ComponentResource):
                 reports_bucket_arn=lake.reports_bucket_arn,
                 artifacts_bucket_arn=lake.artifacts_bucket_arn,
                 tracking_server_arn=self.tracking.arn,
-                code=args.assets.code,
-                layer_arn=self.pipeline.layer_arn,
-                lambda_image_uri=lambda_image_uri,
+                lambda_image_uri=self.lambda_image.uri,
                 drift_psi_threshold=cfg.drift_psi_threshold,
                 drift_schedule=cfg.drift_schedule,
                 latency_p99_alarm_ms=cfg.latency_p99_alarm_ms,
@@ -296,7 +290,8 @@ class AbaloneMlops(pulumi.ComponentResource):
             "stagingEndpoint": self.staging.endpoint_name,
             "productionEndpoint": self.production.endpoint_name,
             "dashboardUrl": self.monitoring.dashboard_url,
-            "lambdaImageRepositoryUrl": image_repository_url,
+            "lambdaImageRepositoryUrl": self.lambda_image.repository.repository_url,
+            "lambdaImageUri": self.lambda_image.uri,
         }
         if self.delivery is not None:
             self.outputs["deliveryPipeline"] = self.delivery.pipeline_name

@@ -9,18 +9,21 @@ only in ``Pulumi.<stack>.yaml``. No value here is a secret: nothing the stack ne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 PROJECT = "abalone-mlops"
 CONFIG_NAMESPACE = "abalone-mlops"
-#: ``""`` or ``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` (or ``@sha256:<digest>``).
-LAMBDA_IMAGE_PATTERN = (
-    r"^$|^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+"
-    r"(:[A-Za-z0-9_.-]{1,128}|@sha256:[0-9a-f]{64})$"
+#: ``arn:<partition>:<service>:<region>:<account>:connection/<id>``: connections made since the
+#: CodeStar Connections → CodeConnections rename (2024) have ``codeconnections`` ARNs, older ones
+#: ``codestar-connections``.
+CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):"
+    r"[a-z0-9-]+:[0-9]{12}:connection/[\w-]+$"
 )
 
 
@@ -51,11 +54,12 @@ class StackConfig(BaseModel):
     glue_number_of_workers: int = Field(ge=2, le=100)
     glue_timeout_minutes: int = Field(ge=1, le=2880)
     # training
-    training_image_uri: str = Field(min_length=1)
+    #: "" = the SageMaker scikit-learn image of the region (components.framework_image)
+    training_image_uri: str
     training_instance_type: str = Field(pattern=r"^ml\.")
     training_max_runtime_minutes: int = Field(ge=1, le=7200)
     # serving
-    inference_image_uri: str = Field(min_length=1)
+    inference_image_uri: str
     staging_instance_type: str = Field(pattern=r"^ml\.")
     endpoint_instance_type: str = Field(pattern=r"^ml\.")
     endpoint_instance_count: int = Field(ge=1)
@@ -63,10 +67,10 @@ class StackConfig(BaseModel):
     autoscaling_target_invocations: int = Field(ge=1)
     blue_green: bool
     capture_sampling_percentage: int = Field(ge=0, le=100)
-    seed_model_path: str = Field(min_length=1)
-    # Lambda packaging: "" = zip + layer (build/lambda-layer), else a container image URI in the
-    # stack's ECR repository (components/lambda_image/Dockerfile; see README "Deploy to AWS")
-    lambda_image_uri: str = Field(pattern=LAMBDA_IMAGE_PATTERN)
+    #: "" = the program builds the seed model (components.seed_model); else a model.tar.gz to use
+    seed_model_path: str
+    #: data the built seed model trains on: "" = abalone run's default source, else a path or URL
+    seed_model_source: str
     # pipeline and gate
     require_approval: bool
     approval_timeout_hours: int = Field(ge=1, le=24 * 30)
@@ -86,19 +90,37 @@ class StackConfig(BaseModel):
     pulumi_backend_url: str
     pulumi_access_token_parameter: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _framework_images(cls, values: Any) -> Any:
+        """Empty or absent image URIs become the scikit-learn framework image of the region."""
+        if not isinstance(values, dict) or not values.get("region"):
+            return values
+        from components.framework_image import FrameworkImageError, sklearn_image_uri
+
+        filled = dict(values)
+        for key, scope in (("trainingImageUri", "training"), ("inferenceImageUri", "inference")):
+            if not filled.get(key) and not filled.get(to_snake(key)):
+                try:
+                    filled[key] = sklearn_image_uri(values["region"], scope)
+                except FrameworkImageError as err:
+                    raise ValueError(f"{key}: {err}") from err
+        return filled
+
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
-        if self.lambda_image_uri and f".dkr.ecr.{self.region}." not in self.lambda_image_uri:
-            raise ValueError("lambdaImageUri must be an ECR image in the stack's region")
         if self.autoscaling_max_capacity < self.endpoint_instance_count:
             raise ValueError("autoscalingMaxCapacity must be ≥ endpointInstanceCount")
         if self.delivery_enabled:
             if not self.repository:
                 raise ValueError("deliveryEnabled needs repository")
-            if self.source_provider == "CodeConnections" and not self.connection_arn.startswith(
-                "arn:"
+            if self.source_provider == "CodeConnections" and not CONNECTION_ARN.match(
+                self.connection_arn
             ):
-                raise ValueError("sourceProvider CodeConnections needs connectionArn")
+                raise ValueError(
+                    "sourceProvider CodeConnections needs connectionArn, the ARN of a "
+                    "codeconnections (or older codestar-connections) connection"
+                )
             if not self.deploy_role_arn.startswith("arn:"):
                 raise ValueError("deliveryEnabled needs deployRoleArn (the role CI assumes)")
             if not self.pulumi_backend_url and not self.pulumi_access_token_parameter:

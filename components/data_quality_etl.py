@@ -98,14 +98,14 @@ class DataQualityEtl(pulumi.ComponentResource):
                 policies.objects(
                     ["s3:PutObject"], args.data_bucket_arn, *LAKE_WRITE_PREFIXES, sid="WriteLake"
                 ),
-                policies.list_bucket(args.data_bucket_arn, "", sid="ListLake"),
+                *policies.list_bucket(args.data_bucket_arn, "", sid="ListLake"),
                 policies.objects(
                     ["s3:GetObject", "s3:PutObject"],
                     args.reports_bucket_arn,
                     "",
                     sid="WriteReports",
                 ),
-                policies.list_bucket(args.reports_bucket_arn, "", sid="ListReports"),
+                *policies.list_bucket(args.reports_bucket_arn, "", sid="ListReports"),
                 policies.objects(
                     ["s3:GetObject"], args.artifacts_bucket_arn, CODE_PREFIX, sid="ReadCode"
                 ),

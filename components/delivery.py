@@ -4,6 +4,9 @@ Source (CodeConnections, e.g. GitHub, or CodeCommit — by config) → Test (the
 → Deploy dev (``pulumi preview`` + ``pulumi up`` of stack ``dev``) → manual approval → Deploy prd.
 CodeBuild does not hold deployment rights itself: the deploy project assumes ``deployRoleArn`` (a
 role an account administrator creates once, outside this program), so the CI roles stay minimal.
+The deploy project runs in privileged mode, because ``pulumi up`` builds the Lambda container
+image with the Docker daemon of the build container (CodeBuild starts it only in privileged mode);
+the test project does not.
 The Pulumi state backend is ``pulumiBackendUrl``; a Pulumi Cloud token, if used, is read from the
 SSM SecureString named by ``pulumiAccessTokenParameter`` (never stored in config).
 """
@@ -18,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.config import CONNECTION_ARN
 
 BUILD_IMAGE = "aws/codebuild/standard:7.0"
 
@@ -58,21 +62,25 @@ DEPLOY_BUILDSPEC = dedent(
           - export AWS_SESSION_TOKEN=$(echo "$creds" | python -c 'import json,sys; print(json.load(sys.stdin)["SessionToken"])')
           - if [ -n "$PULUMI_BACKEND_URL" ]; then pulumi login "$PULUMI_BACKEND_URL"; fi
           - pulumi stack select "$STACK"
-          # the Lambda functions run the image named by lambdaImageUri (built and pushed from
-          # components/lambda_image/Dockerfile); only without it is the zip layer built here
-          - python -m components.packaging
-          - >-
-            if [ -z "$(pulumi config get lambdaImageUri 2>/dev/null)" ]; then
-            pip install -r components/lambda-requirements.txt -c build/lambda-constraints.txt
-            --target build/lambda-layer/python --platform manylinux_2_28_x86_64
-            --platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12; fi
-          - >-
-            aws s3 cp "s3://$(pulumi stack output artifactsBucket)/serving/seed/model.tar.gz"
-            build/seed-model.tar.gz
+          # pulumi up is the whole deploy: it builds and pushes the Lambda image (Docker in this
+          # privileged build container) and trains the seed model (no build/ cache here)
           - pulumi preview --diff --non-interactive
           - pulumi up --yes --skip-preview --non-interactive
     """
 )
+
+
+def connection_service(connection_arn: str) -> str:
+    """The IAM service prefix that authorises ``UseConnection`` on ``connection_arn``.
+
+    Both prefixes exist, but a policy's action prefix must match the resource's (Developer Tools
+    console guide, "Connections rename"): ``codestar-connections:UseConnection`` is never evaluated
+    for a ``codeconnections`` ARN, and the other way round.
+    """
+    match = CONNECTION_ARN.match(connection_arn)
+    if not match:
+        raise ValueError(f"{connection_arn!r} is not a CodeConnections connection ARN")
+    return match.group(1)
 
 
 @dataclass(frozen=True)
@@ -172,9 +180,9 @@ class Delivery(pulumi.ComponentResource):
                 )
             )
         self.projects = {}
-        for kind, buildspec, variables in (
-            ("test", TEST_BUILDSPEC, []),
-            ("deploy", DEPLOY_BUILDSPEC, env_vars),
+        for kind, buildspec, variables, privileged in (
+            ("test", TEST_BUILDSPEC, [], False),
+            ("deploy", DEPLOY_BUILDSPEC, env_vars, True),
         ):
             self.projects[kind] = aws.codebuild.Project(
                 f"{name}-{kind}",
@@ -189,6 +197,7 @@ class Delivery(pulumi.ComponentResource):
                     image=BUILD_IMAGE,
                     type="LINUX_CONTAINER",
                     image_pull_credentials_type="CODEBUILD",
+                    privileged_mode=privileged,
                     environment_variables=variables,
                 ),
                 logs_config=aws.codebuild.ProjectLogsConfigArgs(
@@ -204,7 +213,7 @@ class Delivery(pulumi.ComponentResource):
             policies.statement(
                 ["s3:GetObject", "s3:PutObject"], artifact_objects, sid="PipelineArtifacts"
             ),
-            policies.list_bucket(args.artifacts_bucket_arn, artifact_prefix, sid="ListArtifacts"),
+            *policies.list_bucket(args.artifacts_bucket_arn, artifact_prefix, sid="ListArtifacts"),
             policies.kms_use(args.key_arn),
             policies.statement(
                 ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
@@ -216,7 +225,7 @@ class Delivery(pulumi.ComponentResource):
         if args.source_provider == "CodeConnections":
             pipeline_statements.append(
                 policies.statement(
-                    ["codeconnections:UseConnection", "codestar-connections:UseConnection"],
+                    [f"{connection_service(args.connection_arn)}:UseConnection"],
                     [args.connection_arn],
                     sid="UseConnection",
                 )

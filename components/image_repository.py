@@ -1,32 +1,42 @@
-"""The stack's private ECR repository for the Lambda container image.
+"""The stack's private ECR repository for the Lambda container image, and the image itself.
 
-The image is built from ``components/lambda_image/Dockerfile`` and pushed by a person or CI (see
-README, "Deploy to AWS"); the stack config ``lambdaImageUri`` then points the Lambda functions at it
-(:mod:`components.lambda_function`). The repository is created in every stack, so the image can be
-pushed before the functions are switched to it.
+``pulumi up`` builds ``components/lambda_image/Dockerfile`` (``pulumi-docker-build``, BuildKit,
+``linux/amd64``) and pushes it to the stack's repository with ECR credentials the program asks
+for itself (``aws.ecr.get_authorization_token`` for the repository's registry); the Lambda
+functions then run ``<repository>@<pushed digest>``, so a function changes exactly when the image
+does. The tag is content-addressed (:func:`components.packaging.lambda_image_tag`: the Dockerfile,
+its ignore file, ``jobs/``, ``validation/``, the requirements and the model-runtime pins), so an
+unchanged tree neither rebuilds nor pushes.
 
-- private, tags immutable (every push needs a new tag, e.g. the git commit), scan on push;
-- encrypted at rest with AES-256 (ECR-managed keys) rather than the stack CMK, so the repository
-  depends on nothing else in the stack and can be created alone with a targeted ``pulumi up``
-  before the first image exists (the image holds code and public packages only, no data);
+- private, tags immutable (a content-addressed tag never needs to move), scan on push;
+- encrypted at rest with AES-256 (ECR-managed keys) rather than the stack CMK: the image holds code
+  and public packages only, no data;
 - a lifecycle policy expires untagged images after 7 days and keeps the 20 newest images;
 - a repository policy that lets the Lambda service pull the image for this stack's functions only
   (``aws:sourceArn``). Lambda needs exactly ``ecr:BatchGetImage`` and ``ecr:GetDownloadUrlForLayer``
   on the repository; the functions' execution roles need no ECR permission (Lambda pulls the image
-  itself when the function is created or updated, not with the execution role). Declaring the
-  policy here means the deployer does not need ``ecr:SetRepositoryPolicy`` for Lambda to add it.
+  itself when the function is created or updated, not with the execution role).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_docker_build as docker_build
 
 from components import policies
+from components.packaging import (
+    LAMBDA_DOCKERFILE,
+    REPO_ROOT,
+    lambda_build_args,
+    lambda_image_tag,
+)
 
 #: Lambda's pull actions (the AWS Lambda developer guide, "Amazon ECR permissions").
 LAMBDA_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
@@ -76,6 +86,42 @@ class ImageRepositoryArgs:
     account_id: pulumi.Input[str]
     force_delete: bool
     tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LambdaImage:
+    repository: aws.ecr.Repository
+    image: docker_build.Image
+    #: ``<repository url>@sha256:<digest>``: what the functions run
+    uri: pulumi.Output[str]
+
+
+def lambda_image(parent: pulumi.Resource, name: str, args: ImageRepositoryArgs) -> LambdaImage:
+    """The repository (``name``), its policies and the image built and pushed into it
+    (``f"{name}-build"``), children of ``parent``."""
+    repo = image_repository(parent, name, args)
+    token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
+    # paths relative to the working directory (the project directory under `pulumi up`): an
+    # absolute path would differ between clones (a laptop, CodeBuild) and make the provider
+    # rebuild an unchanged image, whose push to an immutable tag it already holds would fail
+    context = Path(os.path.relpath(REPO_ROOT))
+    image = docker_build.Image(
+        f"{name}-build",
+        context=docker_build.BuildContextArgs(location=context.as_posix()),
+        dockerfile=docker_build.DockerfileArgs(location=(context / LAMBDA_DOCKERFILE).as_posix()),
+        platforms=[docker_build.Platform.LINUX_AMD64],
+        build_args=lambda_build_args(),
+        tags=[pulumi.Output.concat(repo.repository_url, ":", lambda_image_tag())],
+        push=True,
+        registries=[
+            docker_build.RegistryArgs(
+                address=repo.repository_url, username=token.user_name, password=token.password
+            )
+        ],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    uri = pulumi.Output.concat(repo.repository_url, "@", image.digest)
+    return LambdaImage(repository=repo, image=image, uri=uri)
 
 
 def image_repository(

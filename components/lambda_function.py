@@ -3,18 +3,14 @@
 Used by the components that run ``jobs/aws/handlers.py`` (``TrainingPipeline``, ``Monitoring``).
 Resources are created as children of ``parent`` with names ``f"{name}-…"``.
 
-Two packagings, chosen by the stack config ``lambdaImageUri``:
+Every function runs the stack's Lambda container image (:mod:`components.image_repository`, built
+from ``components/lambda_image/Dockerfile`` by the program itself), pinned to the pushed digest,
+with its handler chosen by ``image_config.commands``. A container image because the handlers load
+scikit-learn models through MLflow and the drift job runs GX + scipy + matplotlib: ~615 MB
+unzipped, over the 250 MB limit of a zip function with its layers (images may be up to 10 GB).
 
-- **container image** (``image_uri`` set): ``package_type="Image"`` from the stack's ECR repository
-  (image built from ``components/lambda_image/Dockerfile``), the handler chosen per function with
-  ``image_config.commands``. Needed in practice: the handlers load scikit-learn models through
-  MLflow and the drift job runs GX + scipy + matplotlib, which exceed the 250 MB unzipped limit of a
-  zip function with its layers (container images may be up to 10 GB).
-- **zip + layer** (``image_uri`` unset): the ``jobs``/``validation`` archive as code and a layer
-  built from ``components/lambda-requirements.txt``.
-
-The execution role gets no ECR permission in either case: Lambda itself pulls the image when the
-function is created or updated, authorised by the repository policy (``lambda.amazonaws.com`` may
+The execution role gets no ECR permission: Lambda itself pulls the image when the function is
+created or updated, authorised by the repository policy (``lambda.amazonaws.com`` may
 ``ecr:BatchGetImage``/``ecr:GetDownloadUrlForLayer``) and by the deployer's own ECR permissions.
 """
 
@@ -54,32 +50,19 @@ class FunctionContext:
     region: str
     account_id: pulumi.Input[str]
     key_arn: pulumi.Input[str]
-    code: pulumi.Archive
-    layer_arn: pulumi.Input[str] | None
     log_retention_days: int
     tags: Mapping[str, str]
-    image_uri: str | None = None  # set: container-image functions; unset: zip + layer
-
-    def __post_init__(self) -> None:
-        if not self.image_uri and self.layer_arn is None:
-            raise ValueError("a zip Lambda function needs the dependency layer (or an image_uri)")
+    image_uri: pulumi.Input[str]  # <repository>@sha256:<digest>
 
 
 def packaging_args(handler: str, ctx: FunctionContext) -> dict[str, Any]:
-    """The ``aws.lambda_.Function`` arguments that differ between image and zip packaging."""
-    entry = f"{HANDLER_MODULE}.{handler}"
-    if ctx.image_uri:
-        return {
-            "package_type": "Image",
-            "image_uri": ctx.image_uri,
-            "image_config": aws.lambda_.FunctionImageConfigArgs(commands=[entry]),
-        }
+    """The ``aws.lambda_.Function`` arguments of the container image and the handler."""
     return {
-        "package_type": "Zip",
-        "runtime": RUNTIME,
-        "handler": entry,
-        "code": ctx.code,
-        "layers": [ctx.layer_arn],
+        "package_type": "Image",
+        "image_uri": ctx.image_uri,
+        "image_config": aws.lambda_.FunctionImageConfigArgs(
+            commands=[f"{HANDLER_MODULE}.{handler}"]
+        ),
     }
 
 

@@ -49,19 +49,17 @@ def drift_statements(args: MonitoringArgs, namespace: str) -> list[dict]:
         policies.objects(
             ["s3:GetObject"], args.data_bucket_arn, "curated/", sid="ReadLatestDataset"
         ),
-        policies.list_bucket(
+        *policies.list_bucket(
             args.data_bucket_arn, "capture/", "curated/", sid="ListCaptureAndDatasets"
         ),
         policies.objects(
             ["s3:GetObject"], args.artifacts_bucket_arn, "mlflow/", sid="ReadReferenceProfile"
         ),
-        policies.list_bucket(args.artifacts_bucket_arn, "mlflow/", sid="ListMlflowArtifacts"),
+        *policies.list_bucket(args.artifacts_bucket_arn, "mlflow/", sid="ListMlflowArtifacts"),
         policies.objects(
             ["s3:PutObject"], args.reports_bucket_arn, "monitoring/", sid="WriteDriftReports"
         ),
-        policies.statement(
-            ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="ReadChampionFromRegistry"
-        ),
+        *policies.mlflow(args.tracking_server_arn, write=False, sid="ReadChampionFromRegistry"),
         policies.metrics([namespace], sid="PublishDrift"),
         policies.statement(["states:StartExecution"], [args.state_machine_arn], sid="Retrain"),
     ]
@@ -84,15 +82,13 @@ class MonitoringArgs:
     reports_bucket_arn: pulumi.Input[str]
     artifacts_bucket_arn: pulumi.Input[str]  # MLflow artifacts: the champion's reference profile
     tracking_server_arn: pulumi.Input[str]
-    code: pulumi.Archive
-    layer_arn: pulumi.Input[str] | None
+    lambda_image_uri: pulumi.Input[str]  # the stack's Lambda image, by digest
     drift_psi_threshold: float = 0.2
     drift_schedule: str = "rate(1 day)"
     latency_p99_alarm_ms: int = 500
     error_5xx_alarm_threshold: int = 5
     log_retention_days: int = 90
     tags: Mapping[str, str] = field(default_factory=dict)
-    lambda_image_uri: str | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -189,8 +185,6 @@ class Monitoring(pulumi.ComponentResource):
             region=args.region,
             account_id=args.account_id,
             key_arn=args.key_arn,
-            code=args.code,
-            layer_arn=args.layer_arn,
             log_retention_days=args.log_retention_days,
             tags=tags,
             image_uri=args.lambda_image_uri,

@@ -3,8 +3,8 @@
 The components import nothing from ``jobs/`` at run time; this module only finds files to upload:
 
 - :func:`code_archive` — a Pulumi ``AssetArchive`` of the ``jobs`` and ``validation`` packages
-  (explicit file list: no ``__pycache__``, stable across runs). Pulumi zips it: the Glue job gets it
-  with ``--extra-py-files`` and the Lambda functions use it as their code.
+  (explicit file list: no ``__pycache__``, stable across runs). Pulumi zips it for the Glue job's
+  ``--extra-py-files``.
 - :func:`build_sourcedir` — the SageMaker script-mode ``sourcedir.tar.gz`` (SageMaker needs a
   gzipped tar, which Pulumi archives are not): both packages plus the top-level shims ``train.py``
   (runs ``python -m jobs.train``) and ``inference.py`` (re-exports ``jobs.inference``'s handler
@@ -12,24 +12,31 @@ The components import nothing from ``jobs/`` at run time; this module only finds
   reproducible (sorted entries, zero mtimes), so an unchanged tree never causes a diff.
 - :func:`runtime_constraints` — ``name==version`` pins of the model runtime (scikit-learn, numpy,
   pandas, cloudpickle, …) taken from the environment that deploys (the one the tests and local
-  training use). The same pins go into the SageMaker ``requirements.txt`` and, through
-  ``build/lambda-constraints.txt`` (``python -m components.packaging``), into the Lambda image, so
-  a model pickled by the training job unpickles with the same versions in the gate/promote
-  functions and the endpoints.
+  training use). The same pins go into the SageMaker ``requirements.txt`` and, as the build
+  argument ``MODEL_RUNTIME_PINS`` (:func:`lambda_build_args`), into the Lambda image, so a model
+  pickled by the training job unpickles with the same versions in the gate/promote functions and
+  the endpoints.
+- :func:`lambda_image_tag` — the content address of the Lambda image: a digest of every file of
+  its build context (the Dockerfile's ignore file keeps only ``jobs/``, ``validation/`` and the
+  requirements) and of the build arguments.
+- :func:`reproducible_targz` — the one writer of ``.tar.gz`` files (sourcedir, seed model).
 
 Python version on SageMaker: ``jobs/`` needs Python ≥ 3.11 (``datetime.UTC``; pandas 3 and numpy
 2.3+ need 3.11 too). The scikit-learn framework images ``1.2-1`` (Python 3.9), ``1.4-2`` and
 ``1.5-2`` (Python 3.10) cannot import ``jobs``; ``1.4-2-py312`` runs Python 3.12
 (aws/sagemaker-scikit-learn-container ``docker/1.4-2-py312``; its pip is configured with
-``break-system-packages``), so the stacks use ``sagemaker-scikit-learn:1.4-2-py312-cpu-py3`` for
-training and serving, and the ``requirements.txt`` below upgrades its scikit-learn 1.4.2 / numpy
-2.1 to the pinned versions. Not verified on AWS here; the fallback is a custom image (README).
+``break-system-packages``), so the stacks use ``sagemaker-scikit-learn:1.4-2-py312-cpu-py3`` of
+their region (:mod:`components.framework_image`) for training and serving, and the ``requirements.txt`` below upgrades its scikit-learn 1.4.2 / numpy
+2.1 to the pinned versions. Not verified on AWS here; the fallback is a custom image
+(config ``trainingImageUri``/``inferenceImageUri``).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,7 +82,8 @@ TRAINING_EXTRAS = (
     "httpx>=0.27",
     "boto3>=1.35",
 )
-LAMBDA_CONSTRAINTS = Path("build/lambda-constraints.txt")
+LAMBDA_DOCKERFILE = Path("components/lambda_image/Dockerfile")
+LAMBDA_REQUIREMENTS = Path("components/lambda-requirements.txt")
 TRAIN_SHIM = (
     '"""SageMaker script-mode entry: run ``python -m jobs.train`` with the same argv."""\n'
     "import runpy\n\n"
@@ -110,12 +118,48 @@ def container_requirements() -> str:
     return "\n".join([*runtime_constraints(), *TRAINING_EXTRAS]) + "\n"
 
 
-def write_lambda_constraints(root: Path = REPO_ROOT) -> Path:
-    """Write ``build/lambda-constraints.txt`` (the Lambda image's pins, see the Dockerfile)."""
-    target = root / LAMBDA_CONSTRAINTS
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(runtime_constraints()) + "\n")
-    return target
+def lambda_build_args() -> dict[str, str]:
+    """Build arguments of the Lambda image: the model-runtime pins (space-separated)."""
+    return {"MODEL_RUNTIME_PINS": " ".join(runtime_constraints())}
+
+
+def tree_files(root: Path = REPO_ROOT) -> list[str]:
+    """Every file of ``jobs/`` and ``validation/`` but Python caches, relative and sorted: what
+    the Lambda image copies and what the seed model depends on."""
+    return sorted(
+        path.relative_to(root).as_posix()
+        for package in PACKAGES
+        for path in (root / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+
+
+def lambda_context_files(root: Path = REPO_ROOT) -> list[str]:
+    """The files of the Lambda image's build context (what ``Dockerfile.dockerignore`` keeps),
+    plus the Dockerfile and its ignore file, relative and sorted."""
+    inputs = [
+        LAMBDA_DOCKERFILE.as_posix(),
+        f"{LAMBDA_DOCKERFILE.as_posix()}.dockerignore",
+        LAMBDA_REQUIREMENTS.as_posix(),
+    ]
+    missing = [rel for rel in inputs if not (root / rel).is_file()]
+    if missing:
+        raise PackagingError(f"missing Lambda image input(s): {', '.join(missing)}")
+    return sorted([*inputs, *tree_files(root)])
+
+
+def lambda_image_tag(root: Path = REPO_ROOT) -> str:
+    """``src-<16 hex>``: sha256 over each context file's path, mode and bytes, and the build
+    arguments. The mode counts because the image builder's own change detection hashes it too:
+    whenever that rebuilds, the tag is new, so a push never meets an immutable tag it already
+    used."""
+    digest = hashlib.sha256()
+    for rel in lambda_context_files(root):
+        path = root / rel
+        digest.update(f"{rel}\0{path.stat().st_mode:o}\0".encode())
+        digest.update(path.read_bytes())
+    digest.update(json.dumps(lambda_build_args(), sort_keys=True).encode())
+    return f"src-{digest.hexdigest()[:16]}"
 
 
 def check_entry_points(root: Path = REPO_ROOT) -> None:
@@ -146,13 +190,22 @@ def code_archive(root: Path = REPO_ROOT):
     )
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    info.mtime = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
+def reproducible_targz(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """``(name, bytes)`` members as a ``.tar.gz`` that depends on nothing else: sorted entries,
+    mode 0644, zero mtimes and owners, gzip header without name or time."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
+        gz.write(buffer.getvalue())
+    return out.getvalue()
 
 
 def sourcedir_members(root: Path = REPO_ROOT) -> Iterable[tuple[str, bytes]]:
@@ -166,69 +219,33 @@ def sourcedir_members(root: Path = REPO_ROOT) -> Iterable[tuple[str, bytes]]:
 def build_sourcedir(out_dir: Path, root: Path = REPO_ROOT) -> Path:
     """Write ``sourcedir.tar.gz`` into ``out_dir`` (reproducibly) and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(sourcedir_members(root)):
-            _add(tar, name, data)
     target = out_dir / "sourcedir.tar.gz"
-    with (
-        target.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-    ):
-        gz.write(buffer.getvalue())
+    target.write_bytes(reproducible_targz(sourcedir_members(root)))
     return target
-
-
-LAYER_DIR = Path("build/lambda-layer")
 
 
 @dataclass(frozen=True)
 class ProgramAssets:
     """The files a deployment uploads, as Pulumi assets/archives (built once per program run)."""
 
-    code: pulumi.Archive  # jobs/ + validation/ (Glue --extra-py-files, Lambda code)
+    code: pulumi.Archive  # jobs/ + validation/ (Glue --extra-py-files)
     sourcedir: pulumi.Asset  # SageMaker script-mode sourcedir.tar.gz
     glue_script: pulumi.Asset  # jobs/aws/glue_ingest.py
     seed_model: pulumi.Asset  # model.tar.gz the endpoints start with
-    lambda_dependencies: pulumi.Archive  # build/lambda-layer (python/…)
 
 
 def program_assets(
-    seed_model_path: str, *, root: Path = REPO_ROOT, build_dir: Path | None = None
+    seed_model: Path, *, root: Path = REPO_ROOT, build_dir: Path | None = None
 ) -> ProgramAssets:
-    """Package the code (writes ``build/sourcedir.tar.gz``) and point at the other inputs."""
+    """Package the code (writes ``<build_dir>/sourcedir.tar.gz``) and point at the seed model."""
     import pulumi
 
     build_dir = build_dir or root / "build"
+    if not seed_model.is_file():
+        raise PackagingError(f"seed model {seed_model} does not exist")
     return ProgramAssets(
         code=code_archive(root),
         sourcedir=pulumi.FileAsset(str(build_sourcedir(build_dir, root))),
         glue_script=pulumi.FileAsset(str(root / GLUE_SCRIPT)),
-        seed_model=pulumi.FileAsset(str(root / seed_model_path)),
-        lambda_dependencies=pulumi.FileArchive(str(root / LAYER_DIR)),
+        seed_model=pulumi.FileAsset(str(seed_model)),
     )
-
-
-def check_deploy_inputs(
-    seed_model_path: str, root: Path = REPO_ROOT, *, lambda_image_uri: str = ""
-) -> None:
-    """Before a real ``pulumi up``: the seed model must exist, and without a Lambda container image
-    (config ``lambdaImageUri``) so must the dependency layer directory."""
-    problems = []
-    if not (root / seed_model_path).is_file():
-        problems.append(
-            f"seed model {seed_model_path} (a model.tar.gz of a jobs/train.py model dir)"
-        )
-    if not lambda_image_uri and not (root / LAYER_DIR / "python").is_dir():
-        problems.append(
-            f"{LAYER_DIR}/python for the zip Lambda functions: set config lambdaImageUri to the "
-            "image built from components/lambda_image/Dockerfile (the zip layer exceeds Lambda's "
-            "250 MB limit), or build the layer with pip install -r "
-            f"components/lambda-requirements.txt --target {LAYER_DIR}/python (README, Deploy to AWS)"
-        )
-    if problems:
-        raise PackagingError("missing deploy input(s): " + "; ".join(problems))
-
-
-if __name__ == "__main__":  # python -m components.packaging: the inputs a docker build needs
-    print(write_lambda_constraints())

@@ -40,6 +40,26 @@ ALLOW_ANY_RESOURCE: dict[str, str] = {
     "logs:DescribeLogGroups": "listing call without resource-level permissions",
 }
 
+#: MLflow calls on the tracking server (service prefix ``sagemaker-mlflow``), all of which take the
+#: tracking-server ARN as resource. Not ``sagemaker-mlflow:*``: that includes ``AccessUI`` (opening
+#: the MLflow UI), which has no resource type in the Service Authorization Reference (it needs
+#: ``Resource: "*"``) and which no job needs; people open the UI with a presigned URL.
+MLFLOW_READ = ("Get*", "List*", "Search*")
+#: Tracking and registering (training), tagging versions with the gate decision, moving aliases
+#: (gate, promote) and deleting a half-registered version (training's clean-up).
+MLFLOW_WRITE = (
+    "Create*",
+    "DeleteModelVersion",
+    "DeleteRegisteredModelAlias",
+    "Log*",
+    "Set*",
+    "Update*",
+)
+#: MLflow 3's ``log_model`` finalizes the LoggedModel it created. A statement of its own: the
+#: action is in the Service Authorization Reference but newer than parliament's bundled copy of it,
+#: which stops analysing a statement at an action it does not know (tests/components allowlist).
+MLFLOW_FINALIZE = "FinalizeLoggedModel"
+
 SERVICE = {
     "glue": "glue.amazonaws.com",
     "sagemaker": "sagemaker.amazonaws.com",
@@ -183,14 +203,39 @@ def objects(
     return statement(actions, bucket_objects(bucket_arn, *prefixes), sid=sid)
 
 
-def list_bucket(bucket_arn: pulumi.Input[str], *prefixes: str, sid: str) -> dict[str, Any]:
-    """``s3:ListBucket`` on one bucket, limited to the prefixes."""
+def list_bucket(bucket_arn: pulumi.Input[str], *prefixes: str, sid: str) -> list[dict[str, Any]]:
+    """``s3:ListBucket`` on one bucket, limited to the prefixes, and ``s3:GetBucketLocation``.
+
+    Two statements: ``s3:prefix`` is a condition key of ``s3:ListBucket`` only (Service
+    Authorization Reference, Amazon S3); a request for ``GetBucketLocation`` carries no such key,
+    so a prefix condition on it would never match and the call would be denied.
+    """
     cond = None
     if prefixes and "" not in prefixes:
         cond = {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}}
-    return statement(
-        ["s3:ListBucket", "s3:GetBucketLocation"], [bucket_arn], sid=sid, conditions=cond
-    )
+    return [
+        statement(["s3:ListBucket"], [bucket_arn], sid=sid, conditions=cond),
+        statement(["s3:GetBucketLocation"], [bucket_arn], sid=f"{sid}Location"),
+    ]
+
+
+def mlflow(
+    tracking_server_arn: pulumi.Input[str], *, write: bool, sid: str, log_models: bool = False
+) -> list[dict[str, Any]]:
+    """The MLflow REST calls of a job on the stack's tracking server, scoped to the server ARN:
+    :data:`MLFLOW_READ`, plus :data:`MLFLOW_WRITE` when ``write``, plus :data:`MLFLOW_FINALIZE`
+    when the job logs models (``log_models``)."""
+    actions = [*MLFLOW_READ, *(MLFLOW_WRITE if write else ())]
+    found = [statement([f"sagemaker-mlflow:{a}" for a in actions], [tracking_server_arn], sid=sid)]
+    if log_models:
+        found.append(
+            statement(
+                [f"sagemaker-mlflow:{MLFLOW_FINALIZE}"],
+                [tracking_server_arn],
+                sid=f"{sid}Finalize",
+            )
+        )
+    return found
 
 
 def kms_use(key_arn: pulumi.Input[str], *, sid: str = "UseStackKey") -> dict[str, Any]:
@@ -269,9 +314,10 @@ def kms_key_policy(region: str, account_id: pulumi.Input[str]) -> pulumi.Output[
                 "Sid": "CloudWatchLogsEncrypt",
                 "Effect": "Allow",
                 "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                # no kms:DescribeKey: its requests carry no encryption context, so under this
+                # condition it could never be allowed (parliament: UNKNOWN_CONDITION_FOR_ACTION)
                 "Action": [
                     "kms:Decrypt",
-                    "kms:DescribeKey",
                     "kms:Encrypt",
                     "kms:GenerateDataKey",
                     "kms:GenerateDataKeyWithoutPlaintext",

@@ -56,7 +56,7 @@ class TrackingServer(pulumi.ComponentResource):
                     ARTIFACT_PREFIX,
                     sid="ArtifactObjects",
                 ),
-                policies.list_bucket(
+                *policies.list_bucket(
                     args.artifacts_bucket_arn, ARTIFACT_PREFIX, sid="ListArtifacts"
                 ),
                 policies.kms_use(args.key_arn),

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.lambda_function import RUNTIME, FunctionContext, FunctionSpec, python_function
+from components.lambda_function import FunctionContext, FunctionSpec, python_function
 from components.pipeline_definition import build_definition
 
 if TYPE_CHECKING:
@@ -43,8 +43,7 @@ class TrainingPipelineArgs:
     glue_job_name: pulumi.Input[str]
     glue_job_arn: pulumi.Input[str]
     code_uri: pulumi.Input[str]
-    code: pulumi.Archive
-    dependencies: pulumi.Archive  # the zip layer (used only without lambda_image_uri)
+    lambda_image_uri: pulumi.Input[str]  # the stack's Lambda image, by digest
     training_image_uri: str
     inference_image_uri: str
     training_instance_type: str
@@ -58,7 +57,6 @@ class TrainingPipelineArgs:
     capture_percentage: int = 100
     log_retention_days: int = 90
     tags: Mapping[str, str] = field(default_factory=dict)
-    lambda_image_uri: str | None = None  # container-image functions (no layer) when set
 
 
 class TrainingPipeline(pulumi.ComponentResource):
@@ -71,7 +69,6 @@ class TrainingPipeline(pulumi.ComponentResource):
     state_machine_name: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
     definition: pulumi.Output[str]
-    layer_arn: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: TrainingPipelineArgs, opts: pulumi.ResourceOptions | None = None
@@ -126,26 +123,12 @@ class TrainingPipeline(pulumi.ComponentResource):
         )
 
         # ---- Lambda functions (gate, system test, approval, promote) --------------------------
-        # One packaging for all five functions (they share jobs.aws.handlers and its imports):
-        # the container image when configured, else the zip code + a dependency layer.
-        self.layer_arn = None
-        if not args.lambda_image_uri:
-            layer = aws.lambda_.LayerVersion(
-                f"{name}-deps",
-                layer_name=f"{name}-deps",
-                description="Runtime dependencies of jobs.aws.handlers (mlflow-skinny, …)",
-                code=args.dependencies,
-                compatible_runtimes=[RUNTIME],
-                opts=child,
-            )
-            self.layer_arn = layer.arn
+        # All run the stack's Lambda container image (they share jobs.aws.handlers).
         ctx = FunctionContext(
             stack=args.stack,
             region=args.region,
             account_id=args.account_id,
             key_arn=args.key_arn,
-            code=args.code,
-            layer_arn=self.layer_arn,
             log_retention_days=args.log_retention_days,
             tags=tags,
             image_uri=args.lambda_image_uri,
@@ -164,7 +147,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                 policies.objects(
                     ["s3:GetObject"], args.data_bucket_arn, "runs/", sid="ReadDataset"
                 ),
-                policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
+                *policies.list_bucket(args.data_bucket_arn, "runs/", sid="ListDataset"),
                 policies.objects(
                     ["s3:GetObject"], args.artifacts_bucket_arn, "code/", sid="ReadCode"
                 ),
@@ -175,15 +158,15 @@ class TrainingPipeline(pulumi.ComponentResource):
                     "mlflow/",
                     sid="WriteModelAndMlflowArtifacts",
                 ),
-                policies.list_bucket(
+                *policies.list_bucket(
                     args.artifacts_bucket_arn, "training/", "mlflow/", sid="ListArtifacts"
                 ),
                 policies.kms_use(args.key_arn),
                 *policies.ecr_pull([args.training_image_uri]),
                 policies.write_logs(args.region, args.account_id, "/aws/sagemaker/TrainingJobs"),
                 policies.metrics(["/aws/sagemaker/TrainingJobs"]),
-                policies.statement(
-                    ["sagemaker-mlflow:*"], [args.tracking_server_arn], sid="TrackAndRegister"
+                *policies.mlflow(
+                    args.tracking_server_arn, write=True, log_models=True, sid="TrackAndRegister"
                 ),
             ],
             tags=tags,
@@ -309,9 +292,8 @@ class TrainingPipeline(pulumi.ComponentResource):
     # ---- helpers ---------------------------------------------------------------------------------
     def _function_specs(self) -> dict[str, FunctionSpec]:
         a = self._args
-        mlflow = policies.statement(
-            ["sagemaker-mlflow:*"], [a.tracking_server_arn], sid="UseTrackingServer"
-        )
+        mlflow_read = policies.mlflow(a.tracking_server_arn, write=False, sid="ReadRegistry")
+        mlflow_write = policies.mlflow(a.tracking_server_arn, write=True, sid="UseTrackingServer")
         read_dataset = policies.objects(
             ["s3:GetObject"], a.data_bucket_arn, "runs/", "curated/", sid="ReadDataset"
         )
@@ -336,7 +318,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "gate": FunctionSpec(
                 handler="gate_handler",
                 description="promotion gate rules 1-3 (data quality, ceiling, champion)",
-                statements=[mlflow, read_dataset, list_dataset, read_models, list_models],
+                statements=[*mlflow_write, read_dataset, *list_dataset, read_models, *list_models],
                 environment=env,
                 timeout_s=300,
                 memory_mb=2048,
@@ -345,9 +327,9 @@ class TrainingPipeline(pulumi.ComponentResource):
                 handler="system_test_handler",
                 description="gate rule 4: system test of the staging endpoint",
                 statements=[
-                    mlflow,
+                    *mlflow_write,
                     read_dataset,
-                    list_dataset,
+                    *list_dataset,
                     policies.statement(
                         ["sagemaker:InvokeEndpoint"], [staging_arn], sid="InvokeStaging"
                     ),
@@ -359,7 +341,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "approval": FunctionSpec(
                 handler="approval_handler",
                 description="gate rule 5: read the approval tag of the candidate",
-                statements=[mlflow],
+                statements=[*mlflow_read],
                 environment=env,
                 timeout_s=60,
                 memory_mb=512,
@@ -367,7 +349,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             "promote": FunctionSpec(
                 handler="promote_handler",
                 description="re-check the gate and move @champion / @previous",
-                statements=[mlflow, read_dataset, list_dataset, read_models, list_models],
+                statements=[*mlflow_write, read_dataset, *list_dataset, read_models, *list_models],
                 environment=env,
                 timeout_s=300,
                 memory_mb=2048,

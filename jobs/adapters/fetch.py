@@ -1,8 +1,9 @@
 """Fetch a batch from a local path, an ``http(s)://`` URL or an ``s3://`` URI, with limits.
 
-Every fetch returns the bytes and their lineage (source, size, sha256). Downloads have a timeout, a
-size limit and a cache under ``$ABALONE_HOME/cache`` (keyed by URL), so the default UCI source is
-downloaded once. A truncated download (fewer bytes than announced) is an error, never a batch.
+Every fetch returns the bytes and their lineage (source, size, sha256). The default source is the
+UCI file shipped in the package (``package:abalone.csv``, no network); ``uci`` names the original
+URL. Downloads have a timeout, a size limit and a cache under ``$ABALONE_HOME/cache`` (keyed by URL).
+A truncated download (fewer bytes than announced) is an error, never a batch.
 """
 
 from __future__ import annotations
@@ -14,17 +15,55 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
-from jobs.adapters.settings import FetchLimits
+from jobs.adapters.settings import UCI_ABALONE_URL, FetchLimits
 from jobs.adapters.storage import open_store
-from jobs.core.errors import SourceError, StorageError
+from jobs.core.errors import SourceError, StorageError, UsageError
 
 log = logging.getLogger(__name__)
+
+#: The UCI abalone file shipped inside the package: the default source (DESIGN §4).
+PACKAGE_SOURCE = "package:abalone.csv"
+_SHIPPED = {"abalone.csv"}
+
+
+def resolve_source(source: str | None) -> str:
+    """``--source`` as given → what :func:`fetch` reads: none → the shipped file, ``uci`` → the
+    original URL, anything else unchanged. An empty or blank value is a usage error."""
+    if source is None:
+        return PACKAGE_SOURCE
+    if not source.strip():
+        raise UsageError(
+            "--source is empty: give a path, http(s):// URL, s3:// URI or `uci`, "
+            "or leave it out for the shipped UCI file"
+        )
+    if source.strip().lower() == "uci":
+        return UCI_ABALONE_URL
+    return source
+
+
+def shipped_data_path(name: str = "abalone.csv") -> Path:
+    """The file behind ``package:<name>`` (package data of ``jobs``)."""
+    if name not in _SHIPPED:
+        raise SourceError(
+            f"no shipped data named {name!r}; the package ships {', '.join(sorted(_SHIPPED))}"
+        )
+    path = Path(str(files("jobs") / "resources" / name))
+    if not path.is_file():
+        raise SourceError(f"the shipped {name} is missing from this install ({path}); reinstall")
+    return path
+
+
+def fetch_package(source: str, limits: FetchLimits) -> Fetched:
+    name = source.split(":", 1)[1]
+    fetched = fetch_local(shipped_data_path(name), limits)
+    return _done(fetched.data, source, name)
 
 
 @dataclass(frozen=True)
@@ -175,6 +214,8 @@ def fetch(
     """Read ``source`` within ``limits``; raises :class:`SourceError` with one clear line."""
     limits = limits or FetchLimits()
     scheme = urlparse(source).scheme.lower()
+    if scheme == "package":
+        return fetch_package(source, limits)
     if scheme in ("http", "https"):
         return fetch_http(source, limits, cache_dir, refresh)
     if scheme == "s3":
@@ -182,5 +223,7 @@ def fetch(
     if scheme == "file":
         return fetch_local(Path(urlparse(source).path), limits)
     if scheme and len(scheme) > 1:
-        raise SourceError(f"unsupported source {source!r}: use a path, http(s):// or s3://")
+        raise SourceError(
+            f"unsupported source {source!r}: use a path, http(s):// or s3://, or `uci`"
+        )
     return fetch_local(Path(source), limits)

@@ -233,6 +233,12 @@ def scoped_environ(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def set_environ(**values: str) -> None:
+    """Set environment variables an entry point owns for the rest of the process (library switches
+    read from the environment, e.g. ``MLFLOW_CONFIGURE_LOGGING``)."""
+    os.environ.update(values)
+
+
 def default_environ(**values: str) -> None:
     """``os.environ.setdefault`` for quiet library defaults an entry point sets once at start."""
     for key, value in values.items():

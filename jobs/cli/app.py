@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from jobs.adapters.settings import Settings, default_environ, load_settings
+from jobs.adapters.settings import Settings, load_settings
+from jobs.cli.logs import configure_logging, state
 from jobs.core.errors import AbaloneError
 
 app = typer.Typer(
@@ -30,24 +31,12 @@ EnvOption = Annotated[str, typer.Option("--env", help="Stack whose thresholds ap
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
-def _quiet_libraries() -> None:
-    default_environ(
-        MLFLOW_DISABLE_TELEMETRY="true",
-        GX_ANALYTICS_ENABLED="false",
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-    )
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("mlflow.tracking.request_header.registry", "great_expectations", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into one clear line on stderr and the matching exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _quiet_libraries()
+        configure_logging()
         try:
             return fn(*args, **kwargs)
         except AbaloneError as err:
@@ -76,12 +65,44 @@ def settings_for(env: str) -> Settings:
     return load_settings(env)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            out.print(f"abalone-mlops {version('abalone-mlops')}", highlight=False)
+        except PackageNotFoundError:
+            out.print("abalone-mlops (not installed: run `pip install -e .`)", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show the libraries' log lines (always in the log file)."
+        ),
+    ] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = None,
+) -> None:
+    """abalone-mlops: validated ingest, MLflow-gated training, serving and drift monitoring.
+
+    Library log lines go to $ABALONE_HOME/logs/abalone.log (add -v to see them here too).
+    """
+    state["verbose"] = verbose
+
+
 SourceOption = Annotated[
     str | None,
     typer.Option(
         "--source",
         "-s",
-        help="Batch to ingest: a local path, http(s):// URL or s3:// URI. Default: the UCI abalone URL.",
+        help="Batch to ingest: a local path, http(s):// URL, s3:// URI, or `uci` (download the "
+        "original UCI file). Default: the UCI abalone file shipped in the package (no network).",
     ),
 ]
 

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from jobs.adapters.settings import UCI_ABALONE_URL, FetchLimits, load_settings
+from jobs.adapters.fetch import resolve_source
+from jobs.adapters.settings import FetchLimits, load_settings
 from jobs.cli.app import (
     EnvOption,
     JsonOption,
@@ -55,9 +56,10 @@ def ingest(
         if max_mb <= 0:
             raise UsageError("--max-mb must be positive")
         overrides["fetch"] = FetchLimits(max_bytes=int(max_mb * 1024 * 1024))
-    settings = load_settings(env, **overrides)  # type: ignore[arg-type]
+    settings = load_settings(env, **overrides)
+    batch = resolve_source(source)
     with Steps(enabled=not as_json) as steps:
-        result = run_ingest(settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps)
+        result = run_ingest(settings, batch, refresh=refresh, progress=steps)
     summary = result.summary
     show(summary, as_json, print_ingest_summary)
     if not result.ok:
@@ -111,8 +113,9 @@ def run(
 
     Exit codes: 0 promoted, 1 rejected (data or gate) or awaiting approval, 2 usage/source/service error.
     """
+    batch = resolve_source(source)
     if target == "aws":
-        _run_on_aws(source or UCI_ABALONE_URL, stack, direct=direct, as_json=as_json)
+        _run_on_aws(batch, stack, direct=direct, as_json=as_json)
         return
     if target != "local":
         raise UsageError(f"--target {target!r}: choose local or aws")
@@ -122,9 +125,7 @@ def run(
     settings = settings_for(env)
     try:
         with Steps(enabled=not as_json) as steps:
-            result = run_pipeline(
-                settings, source or UCI_ABALONE_URL, refresh=refresh, progress=steps
-            )
+            result = run_pipeline(settings, batch, refresh=refresh, progress=steps)
     except AbaloneError as err:
         partial = getattr(err, "result", None)
         if partial is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pulumi
@@ -32,7 +33,11 @@ ARN_FORMATS: dict[str, str] = {
     ),
     "aws:codebuild/project:Project": "arn:aws:codebuild:{region}:{account}:project/{name}",
     "aws:codepipeline/pipeline:Pipeline": "arn:aws:codepipeline:{region}:{account}:{name}",
+    "aws:ecr/repository:Repository": "arn:aws:ecr:{region}:{account}:repository/{name}",
 }
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+#: pulumi-docker-build's image resource: built and pushed by the provider, here only recorded
+DOCKER_IMAGE = "docker-build:index:Image"
 # input property holding the physical name, where it is not ``name``
 NAME_PROPERTY = {
     "aws:s3/bucket:Bucket": "bucket",
@@ -80,8 +85,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["trackingServerUrl"] = (
                 f"https://t-{physical}.{REGION}.experiments.sagemaker.aws"
             )
-        if args.typ == "aws:lambda/layerVersion:LayerVersion":
-            outputs["layerArn"] = outputs["arn"].rsplit(":", 1)[0]
+        if args.typ == "aws:ecr/repository:Repository":
+            outputs["repositoryUrl"] = f"{REGISTRY}/{physical}"
+            outputs["registryId"] = ACCOUNT
+        if args.typ == DOCKER_IMAGE:
+            return [f"{args.name}-id", image_outputs(dict(args.inputs))]
         return [f"{physical}-id", outputs]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -93,4 +101,31 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "id": ACCOUNT,
                 "userId": "AIDAUNIT",
             }
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            registry = args.args.get("registryId") or ACCOUNT
+            return {
+                "authorizationToken": "QVdTOnVuaXQtdG9rZW4=",  # base64 "AWS:unit-token"
+                "expiresAt": "2099-01-01T00:00:00Z",
+                "id": REGION,
+                "password": "unit-token",
+                "proxyEndpoint": f"https://{registry}.dkr.ecr.{REGION}.amazonaws.com",
+                "registryId": registry,
+                "userName": "AWS",
+            }
         raise NotImplementedError(f"unexpected invoke {args.token}")
+
+
+def image_outputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What pulumi-docker-build reports after a push: the manifest digest (here a digest of the
+    build inputs, so another context, tag or build argument gives another digest) and the ref."""
+    tags = inputs.get("tags") or []
+    basis = {k: inputs.get(k) for k in ("context", "dockerfile", "buildArgs", "platforms")}
+    basis["tags"] = [t.rsplit(":", 1)[-1] for t in tags]  # the content, not the repository
+    text = json.dumps(basis, sort_keys=True, default=str)
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return {
+        **inputs,
+        "digest": digest,
+        "ref": f"{tags[0].rsplit(':', 1)[0]}@{digest}" if tags else digest,
+        "contextHash": hashlib.sha256(str(inputs.get("context")).encode()).hexdigest(),
+    }

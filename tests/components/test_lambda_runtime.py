@@ -1,4 +1,4 @@
-"""What the Lambda functions need at run time: their packaging (container image or zip + layer),
+"""What the Lambda functions need at run time: the container image the program builds and pushes,
 the image repository, the dependencies their code imports and the IAM permissions each handler's
 calls need (evaluated against the registered policy documents, so a missing permission fails)."""
 
@@ -7,7 +7,9 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import os
 import re
+import shutil
 import sys
 import tarfile
 from importlib.metadata import version
@@ -18,17 +20,17 @@ import pytest
 
 from components.config import ConfigError, load_stack_config
 from components.image_repository import LAMBDA_PULL_ACTIONS, repository_name
-from components.lambda_function import BASE_IMAGE, RUNTIME
+from components.lambda_function import BASE_IMAGE
 from components.packaging import (
-    LAMBDA_CONSTRAINTS,
-    PackagingError,
-    check_deploy_inputs,
+    LAMBDA_DOCKERFILE,
+    PACKAGES,
     container_requirements,
-    write_lambda_constraints,
+    lambda_build_args,
+    lambda_context_files,
+    lambda_image_tag,
 )
-from tests.components.conftest import MOCKS, MONITOR
-from tests.components.harness import REPO, Program, run_program
-from tests.components.mocks import ACCOUNT, REGION
+from tests.components.harness import REPO, Program
+from tests.components.mocks import ACCOUNT, DOCKER_IMAGE, REGION, image_outputs
 
 FUNCTION = "aws:lambda/function:Function"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -39,14 +41,6 @@ HANDLERS = {
     "promote": "promote_handler",
     "drift": "drift_handler",
 }
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/abalone-dev-lambda:0123abc"
-
-
-@pytest.fixture(scope="module")
-def image_program(programs, tmp_path_factory) -> Program:
-    """The dev stack with ``lambdaImageUri`` set."""
-    config = programs["dev"].config.model_copy(update={"lambda_image_uri": IMAGE})
-    return run_program("dev", MOCKS, MONITOR, tmp_path_factory.mktemp("image"), config=config)
 
 
 def functions(program: Program) -> dict[str, dict[str, Any]]:
@@ -59,27 +53,70 @@ def functions(program: Program) -> dict[str, dict[str, Any]]:
     return found
 
 
-# ---- packaging ------------------------------------------------------------------------------------
-def test_image_mode_runs_every_function_from_the_image_with_its_handler(image_program):
-    for key, fn in functions(image_program).items():
+def built_image(program: Program) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The image resource's inputs and what the provider reports after the push."""
+    (image,) = program.of_type(DOCKER_IMAGE)
+    return image.inputs, image_outputs(image.inputs)
+
+
+# ---- the image the program builds ------------------------------------------------------------------
+def test_every_function_runs_the_pushed_image_by_digest_with_its_handler(program):
+    _, pushed = built_image(program)
+    repo_url = program.outputs["lambdaImageRepositoryUrl"]
+    assert program.outputs["lambdaImageUri"] == f"{repo_url}@{pushed['digest']}"
+    for key, fn in functions(program).items():
         assert fn["packageType"] == "Image", key
-        assert fn["imageUri"] == IMAGE, key
+        assert fn["imageUri"] == f"{repo_url}@{pushed['digest']}", key
         assert fn["imageConfig"]["commands"] == [f"jobs.aws.handlers.{HANDLERS[key]}"], key
         for zip_only in ("runtime", "handler", "layers", "code"):
             assert not fn.get(zip_only), f"{key}: {zip_only} set on an image function"
-    assert image_program.of_type("aws:lambda/layerVersion:LayerVersion") == []
+    assert program.of_type("aws:lambda/layerVersion:LayerVersion") == []
 
 
-def test_zip_mode_uses_the_code_archive_and_the_layer(dev):
-    (layer,) = dev.of_type("aws:lambda/layerVersion:LayerVersion")
-    for key, fn in functions(dev).items():
-        assert fn["packageType"] == "Zip", key
-        assert fn["handler"] == f"jobs.aws.handlers.{HANDLERS[key]}", key
-        assert fn["runtime"] == RUNTIME, key
-        assert fn["layers"] == [
-            f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{layer.inputs['layerName']}:1"
-        ], key
-        assert not fn.get("imageUri"), key
+def test_the_image_is_built_for_amd64_and_pushed_to_the_stack_repository(program):
+    inputs, _ = built_image(program)
+    repo_url = program.outputs["lambdaImageRepositoryUrl"]
+    assert inputs["push"] is True
+    assert inputs["platforms"] == ["linux/amd64"]
+    # relative to the working directory (the project directory under `pulumi up`), so that
+    # another clone of the same tree does not rebuild
+    context = Path(os.path.relpath(REPO))
+    assert inputs["context"]["location"] == context.as_posix()
+    assert inputs["dockerfile"]["location"] == (context / LAMBDA_DOCKERFILE).as_posix()
+    assert inputs["tags"] == [f"{repo_url}:{lambda_image_tag()}"]
+    assert inputs["buildArgs"] == lambda_build_args()
+    (registry,) = inputs["registries"]
+    # credentials of the stack's own registry, from aws.ecr.get_authorization_token
+    assert registry["address"] == repo_url and registry["username"] == "AWS"
+    assert registry["password"]
+
+
+def test_the_image_tag_is_the_content_address_of_the_build_context(tmp_path):
+    for rel in lambda_context_files():
+        target = tmp_path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    first = lambda_image_tag(tmp_path)
+    assert re.fullmatch(r"src-[0-9a-f]{16}", first)
+    (tmp_path / "README.md").write_text("outside the context: no new image")
+    (tmp_path / "jobs" / "__pycache__").mkdir(exist_ok=True)
+    (tmp_path / "jobs" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"ignored")
+    assert lambda_image_tag(tmp_path) == first
+    handlers = tmp_path / "jobs" / "aws" / "handlers.py"
+    handlers.write_text(handlers.read_text() + "\n# changed\n")
+    assert lambda_image_tag(tmp_path) != first
+
+
+def test_the_context_files_are_what_the_dockerignore_keeps():
+    ignore = (REPO / f"{LAMBDA_DOCKERFILE}.dockerignore").read_text().splitlines()
+    rules = [line for line in ignore if line and not line.startswith("#")]
+    assert rules[0] == "*"  # everything else of the repository stays out of the context
+    kept = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    assert kept == {*PACKAGES, "components/lambda-requirements.txt"}
+    files = lambda_context_files()
+    assert "jobs/aws/handlers.py" in files and "validation/__init__.py" in files
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+    assert {f.split("/")[0] for f in files} == {*PACKAGES, "components"}
 
 
 def test_the_image_repository_is_private_scanned_encrypted_and_pruned(program):
@@ -106,35 +143,26 @@ def test_the_image_repository_is_private_scanned_encrypted_and_pruned(program):
     )
 
 
-def test_lambda_roles_get_no_ecr_permission(image_program):
+def test_lambda_roles_get_no_ecr_permission(program):
     """Lambda pulls the image itself (repository policy); execution roles never need ECR."""
-    for name, doc in role_documents(image_program).items():
+    for name, doc in role_documents(program).items():
         if re.search(r"-(gate|system-test|approval|promote|drift)-role-policy$", name):
             actions = [a for s in doc["Statement"] for a in as_list(s["Action"])]
             assert not [a for a in actions if a.startswith("ecr:")], name
 
 
-def test_lambda_image_uri_is_validated(dev):
+def test_the_image_is_no_longer_a_config_value(dev):
     base = dev.config.model_dump(by_alias=True, exclude={"stack", "region"})
-    ok = load_stack_config("dev", REGION, {**base, "lambdaImageUri": IMAGE})
-    assert ok.lambda_image_uri == IMAGE
-    for bad in ("my-image:latest", f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/abalone:1"):
-        with pytest.raises(ConfigError, match="lambdaImageUri"):
-            load_stack_config("dev", REGION, {**base, "lambdaImageUri": bad})
-
-
-def test_deploy_inputs_need_the_layer_only_without_an_image(tmp_path):
-    (tmp_path / "seed.tar.gz").write_bytes(b"x")
-    with pytest.raises(PackagingError, match=r"lambdaImageUri.*lambda-requirements\.txt"):
-        check_deploy_inputs("seed.tar.gz", tmp_path)
-    check_deploy_inputs("seed.tar.gz", tmp_path, lambda_image_uri=IMAGE)
+    with pytest.raises(ConfigError, match=r"unknown config key.*lambdaImageUri"):
+        load_stack_config("dev", REGION, {**base, "lambdaImageUri": "x:1"})
 
 
 def test_the_dockerfile_builds_the_lambda_image_from_the_project():
-    text = (REPO / "components/lambda_image/Dockerfile").read_text()
+    text = (REPO / LAMBDA_DOCKERFILE).read_text()
     assert re.search(rf"^FROM {re.escape(BASE_IMAGE)}$", text, re.M)
     assert "components/lambda-requirements.txt" in text
-    assert str(LAMBDA_CONSTRAINTS) in text
+    assert re.search(r"^ARG MODEL_RUNTIME_PINS", text, re.M)
+    assert "-c /tmp/deps/constraints.txt" in text
     for package in ("jobs", "validation"):
         assert re.search(rf"^COPY {package}/ \$\{{LAMBDA_TASK_ROOT\}}/{package}/$", text, re.M)
     assert re.search(r'^CMD \["jobs\.aws\.handlers\.[a-z_]+_handler"\]$', text, re.M)
@@ -223,10 +251,10 @@ def test_sourcedir_requirements_cover_train_and_inference_and_pin_the_model_runt
     assert "sagemaker-mlflow" in requirement_names(text)
 
 
-def test_lambda_constraints_pin_the_same_model_runtime(tmp_path):
-    written = write_lambda_constraints(tmp_path).read_text().splitlines()
-    assert f"scikit-learn=={version('scikit-learn')}" in written
-    assert set(written) <= set(container_requirements().splitlines())
+def test_the_image_pins_the_same_model_runtime_as_sagemaker():
+    pins = lambda_build_args()["MODEL_RUNTIME_PINS"].split()
+    assert f"scikit-learn=={version('scikit-learn')}" in pins
+    assert set(pins) <= set(container_requirements().splitlines())
 
 
 def test_sagemaker_images_run_python_3_11_or_later(program):
@@ -359,7 +387,7 @@ def test_every_lambda_has_what_the_runtime_needs_to_log_and_decrypt(program):
         assert any("logs:PutLogEvents" in as_list(s["Action"]) for s in doc["Statement"]), name
 
 
-def test_the_lambda_repository_name_matches_the_readme():
+def test_the_readme_names_the_lambda_image_inputs():
     readme = (REPO / "README.md").read_text()
-    assert Path("components/lambda_image/Dockerfile").as_posix() in readme
-    assert "lambdaImageUri" in readme
+    assert LAMBDA_DOCKERFILE.as_posix() in readme
+    assert "lambdaImageUri" in readme  # the stack output: the image the functions run

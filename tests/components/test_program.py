@@ -16,8 +16,7 @@ from typing import Any
 import pulumi
 
 from components import policies
-from components.lambda_function import RUNTIME
-from components.packaging import ENTRY_POINTS, GLUE_SCRIPT
+from components.packaging import ENTRY_POINTS, GLUE_SCRIPT, lambda_context_files
 from components.pipeline_definition import (
     GLUE_GET_RUN,
     GLUE_START,
@@ -447,8 +446,8 @@ def test_code_archives_contain_the_entry_points_and_the_gx_suite(program):
     for rel in (*ENTRY_POINTS, "validation/suite.py"):
         assert rel in members, f"Glue/Lambda archive lacks {rel}"
     assert not [m for m in members if "__pycache__" in m]
-    fn = program.one(FUNCTION, f"{p}-pipeline-gate-function")
-    assert archive_members(fn.inputs["code"]) == members
+    # the Lambda image copies the same packages (its build context keeps jobs/ and validation/)
+    assert members <= set(lambda_context_files())
     sourcedir = program.one("aws:s3/bucketObjectv2:BucketObjectv2", f"{p}-sourcedir").inputs
     with tarfile.open(sourcedir["source"].path) as tar:
         names = set(tar.getnames())
@@ -488,11 +487,9 @@ def test_lambda_handlers_named_by_the_program_exist_in_jobs_aws_handlers(program
     path = REPO / "jobs/aws/handlers.py"
     assert path.is_file(), "jobs/aws/handlers.py is missing"
     defined = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
-    wanted = {fn.inputs["handler"].rsplit(".", 1)[-1] for fn in program.of_type(FUNCTION)}
-    for fn in program.of_type(FUNCTION):
-        assert fn.inputs["handler"].startswith("jobs.aws.handlers."), fn.name
-        assert fn.inputs["runtime"] == RUNTIME
-        assert fn.inputs["layers"], f"{fn.name}: dependency layer"
+    commands = [fn.inputs["imageConfig"]["commands"] for fn in program.of_type(FUNCTION)]
+    assert all(len(c) == 1 and c[0].startswith("jobs.aws.handlers.") for c in commands)
+    wanted = {c[0].rsplit(".", 1)[-1] for c in commands}
     assert {"gate_handler", "system_test_handler", "approval_handler", "promote_handler"} <= wanted
     missing = sorted(wanted - defined)
     assert missing == [], f"jobs/aws/handlers.py does not define {', '.join(missing)}"
@@ -649,6 +646,13 @@ def test_prd_has_a_v2_pipeline_test_deploy_dev_approve_deploy_prd(prd, dev):
     )
     spec = deploy.inputs["source"]["buildspec"]
     assert "pulumi preview" in spec and "pulumi up" in spec
+    # pulumi up is the whole deploy: no manual image, layer or seed steps around it
+    for manual in ("lambdaImageUri", "lambda-layer", "seed-model", "docker push"):
+        assert manual not in spec, manual
+    # it builds the Lambda image, which needs the Docker daemon of a privileged build container
+    assert deploy.inputs["environment"]["privilegedMode"] is True
+    test = next(p for p in prd.of_type("aws:codebuild/project:Project") if p.name.endswith("-test"))
+    assert not test.inputs["environment"].get("privilegedMode")
 
 
 # ---- outputs, SSM, stack differences ------------------------------------------------------------

@@ -37,7 +37,7 @@ What the harness adds (moto has control planes but cannot run task bodies)
     * The tracking server ARN handed to ``build_definition`` is the MLflow server's URL (on AWS the
       sagemaker-mlflow plugin resolves the ARN to the server).
 
-Data: the real UCI file when ``ABALONE_DATA`` is set, else ``jobs.synthetic.make_abalone``.
+Data: the real UCI file (``ABALONE_DATA`` or the copy shipped in the package).
 """
 
 from __future__ import annotations
@@ -73,12 +73,9 @@ EXECUTION_TIMEOUT_S = 150
 
 
 def _data_bytes() -> tuple[bytes, str]:
-    path = os.environ.get("ABALONE_DATA")
-    if path and Path(path).is_file():
-        return Path(path).read_bytes(), "real UCI file"
-    from jobs.core.synthetic import make_abalone, to_csv_bytes
+    from tests.conftest import real_data_file
 
-    return to_csv_bytes(make_abalone(1500, seed=21)), "generated"
+    return real_data_file().read_bytes(), "real UCI file"
 
 
 def _bad_bytes() -> bytes:

@@ -2,14 +2,13 @@
 
 Two backends: a real `mlflow server` subprocess on a loopback port (HTTP path, shared by the test
 session, so assertions are relative to what the registry held before) and the embedded SQLite
-default under a fresh ABALONE_HOME. The data is the real UCI file when ABALONE_DATA is set,
-otherwise generated rows. Training runs as a real `python -m jobs.train` subprocess each time.
+default under a fresh ABALONE_HOME. The data is the real UCI file (ABALONE_DATA or the shipped
+copy). Training runs as a real `python -m jobs.train` subprocess each time.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,15 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.core.synthetic import make_abalone, to_csv_bytes
+from tests.conftest import real_data_file
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory) -> Path:
-    real = os.environ.get("ABALONE_DATA")
-    if real:
-        return Path(real)
-    path = tmp_path_factory.mktemp("batch") / "abalone.csv"
-    path.write_bytes(to_csv_bytes(make_abalone(1500, seed=21)))
-    return path
+def batch() -> Path:
+    return real_data_file()
 
 
 def cli(*args: str) -> tuple[int, dict | None, str]:

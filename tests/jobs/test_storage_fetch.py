@@ -150,3 +150,51 @@ def test_fetch_s3(aws_env):
 def test_fetch_rejects_unknown_scheme():
     with pytest.raises(SourceError, match="unsupported source"):
         fetch("ftp://example.invalid/x.csv")
+
+
+# ---- the shipped default source ------------------------------------------------------------------
+
+
+def test_default_source_is_the_shipped_uci_file_and_uci_names_the_download():
+    from jobs.adapters.fetch import PACKAGE_SOURCE, resolve_source, shipped_data_path
+    from jobs.adapters.settings import UCI_ABALONE_URL
+    from jobs.core.errors import UsageError
+
+    assert resolve_source(None) == PACKAGE_SOURCE
+    assert resolve_source("uci") == resolve_source(" UCI ") == UCI_ABALONE_URL
+    assert resolve_source("data/batch.csv") == "data/batch.csv"
+    for empty in ("", "  "):
+        with pytest.raises(UsageError, match="--source is empty"):
+            resolve_source(empty)
+
+    got = fetch(PACKAGE_SOURCE)
+    shipped = shipped_data_path().read_bytes()
+    assert got.data == shipped and got.size == 191_873 and len(shipped.splitlines()) == 4177
+    assert got.lineage()["source"] == PACKAGE_SOURCE and got.name == "abalone.csv"
+    assert got.sha256 == hashlib.sha256(shipped).hexdigest()
+    with pytest.raises(SourceError, match=r"no shipped data named 'other\.csv'"):
+        fetch("package:other.csv")
+
+
+def test_empty_source_is_a_usage_error_on_the_cli(abalone_home):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    for command in ("ingest", "run"):
+        result = CliRunner().invoke(app, [command, "--source", ""])
+        assert result.exit_code == 2, result.output
+        assert "--source is empty" in result.stderr and "Traceback" not in result.output
+    assert not (abalone_home / "lake").exists()
+
+
+def test_version_flag():
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"abalone-mlops {version('abalone-mlops')}"
