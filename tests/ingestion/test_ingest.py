@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.core.synthetic import make_abalone, to_csv_bytes
-from tests.jobs.test_storage_fetch import http_base  # noqa: F401  (fixture)
+from tests.adapters.test_storage_fetch import http_base  # noqa: F401  (fixture)
 
 runner = CliRunner()
 HEADER = (

@@ -19,7 +19,7 @@ from jobs.core.schema import FEATURES, NUMERIC_FEATURES
 from jobs.core.synthetic import make_abalone
 from jobs.serving.handlers import input_fn, model_fn, predict_fn
 from jobs.serving.server import ServeLimits, serve_in_thread
-from tests.jobs.test_inference import all_formats, make_model_dir
+from tests.serving.test_inference import all_formats, make_model_dir
 
 CSV = "text/csv"
 JSON = "application/json"

@@ -13,7 +13,7 @@ from jobs.core.schema import FEATURES, NUMERIC_FEATURES
 from jobs.core.synthetic import make_abalone
 from jobs.promotion.systemtest import serve_and_test as run_system_test
 from jobs.serving.handlers import model_fn
-from tests.jobs.test_inference import make_model_dir
+from tests.serving.test_inference import make_model_dir
 
 
 def rmse_of(model_dir, frame) -> float:

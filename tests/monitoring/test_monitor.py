@@ -26,7 +26,7 @@ from jobs.monitoring.monitor import monitor
 from jobs.monitoring.reference import resolve_reference
 from jobs.pipeline import retrain_safely
 from jobs.serving.handlers import Rows
-from tests.jobs.test_drift import WEIGHTS, quick_model
+from tests.core.test_drift import WEIGHTS, quick_model
 
 # The injected clock: every test here passes `now=NOW` (or derives times from the real clock), so
 # capture "from the last hour" stays recent whatever the date the suite runs on.

@@ -12,7 +12,7 @@ import boto3
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from tests.jobs.test_launcher import REGION, stack  # noqa: F401  (fixture)
+from tests.aws.test_launcher import REGION, stack  # noqa: F401  (fixture)
 
 runner = CliRunner()
 
