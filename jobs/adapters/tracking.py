@@ -1,13 +1,10 @@
-"""MLflow: the tracking store, the model registry of ``abalone-age`` and model downloads (DESIGN §6).
+"""The MLflow model registry of ``abalone-age`` and model downloads (DESIGN §6).
 
-Every call names its tracking URI explicitly (``MlflowClient(tracking_uri=…)``, ``tracking_uri=`` on
-downloads); nothing here sets MLflow's process-wide URIs, except :func:`fluent_run`, which the
-training job uses for MLflow's fluent logging API and which restores them when the run ends.
-
-Aliases: ``@challenger`` (the latest trained version), ``@champion`` (what is served) and
-``@previous`` (the champion before it); stages are not used. Promotion moves ``@previous`` first and
-``@champion`` second, so an interruption leaves ``@champion`` on the old, complete version. Each
-promoted version records the version it replaced (tag ``champion.replaced``), so
+Every call names its store (``MlflowClient(tracking_uri=…)``, ``tracking_uri=`` on downloads); where
+MLflow only reads its process-wide URIs, :func:`~jobs.adapters.tracking_store.using_tracking_uri`
+scopes them to the call. Aliases: ``@challenger`` (latest trained), ``@champion`` (served),
+``@previous`` (the champion before); stages are not used. Promotion moves ``@previous`` before
+``@champion``, and each promoted version records the one it replaced (``champion.replaced``), so
 :meth:`Registry.rollback` walks back one step at a time.
 """
 

@@ -1,37 +1,13 @@
-"""Glue job script: validate + prepare one batch (DESIGN §3, §8) with the same core as ``abalone ingest``.
+"""Glue job script: validate + prepare one batch (DESIGN §3, §8) with :func:`jobs.ingestion.ingest`,
+the same ingest as ``abalone ingest``, on S3 stores.
 
-Glue runs this file with Glue-style arguments (``--KEY value``; Glue adds its own, such as
-``--JOB_NAME`` or ``--TempDir``, which are ignored). Per run, the state machine
-(``components.pipeline_definition``) passes::
-
-    --source    s3://<data bucket>/raw/<file>          the batch that arrived (required)
-    --run_id    <execution name>                       names the run and its result object
-
-and the job's arguments set by the ``DataQualityEtl`` component name the stores::
-
-    --lake      s3://<data bucket>[/<prefix>]          lake root (layout: jobs.adapters.lake), runs/
-    --reports   s3://<reports bucket>[/<prefix>]       Data Docs + summary.json per ingest
-    --env       dev | prd                              thresholds (default dev)
-
-Optional: ``--result_uri s3://…`` (write the result elsewhere), ``--max_mb`` (batch size limit,
-default 50). Synonyms ``--source_uri``, ``--lake_uri``, ``--reports_uri``, ``--stack``,
-``--execution_id`` are accepted; any other argument (``--tracking_server_arn``, Glue's own) is ignored.
-
-It calls :func:`jobs.ingest.ingest` with S3 stores for the lake and the reports, so the raw landing,
-GX validation, quarantine, curated splits and Data Docs are exactly those of the local path. Then it
-writes the *result object* — a compact form of ``abalone ingest --json``: ``status``, ``ingest_id``,
-``dataset_version``, ``data_quality``, ``report_html``, ``summary_json``, ``quarantine_uri``,
-``failed_expectations``, the first problems, and ``channels`` (``train``/``validation``/``test``:
-the dataset version's S3 prefix in the lake (``Lake.curated_uri``) holding the three splits and ``manifest.json``,
-so the training job also finds its lineage) — to ``<lake>/runs/<run_id>/ingest_result.json``
-(``run_id`` defaults to the ingest id). The state machine reads it to choose its branch and to point
-the training job at the dataset. It stays small: the state machine carries it in its 256 KB state.
-
-Exit: a batch rejected by the data contract raises :class:`jobs.errors.RejectedError` *after* it is
-quarantined and its report and result (``status: rejected``) are written, so the Glue run ends
-``FAILED`` and the state machine notifies ``DataQualityRejected``. Malformed arguments, an unreadable
-source or an unreachable bucket raise before anything is written (no result object: the state
-machine reports ``ValidationJobFailed``).
+Arguments (``--KEY value``; Glue's own and unknown ones are ignored): ``--source`` (the batch),
+``--run_id`` (the execution), ``--lake``, ``--reports``, ``--env``; optional ``--result_uri`` and
+``--max_mb`` (synonyms and details: docs/CONTRACTS.md). It writes the compact *result object* the
+state machine reads (status, dataset version, data quality, report links, training channels) to
+``Lake.run_result_key(run_id)``. A batch rejected by the contract raises :class:`RejectedError`
+after it is quarantined and recorded (the run ends FAILED); bad arguments, an unreadable source or
+an unreachable bucket raise before anything is written.
 """
 
 from __future__ import annotations
