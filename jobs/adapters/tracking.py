@@ -310,19 +310,6 @@ class Registry:
                 return found
         return self.download(self.model_uri(version), target / "mlflow")
 
-    def resolve(self, ref: str) -> tuple[str, str | None]:
-        """``models:/name@alias`` or ``models:/name/N`` → (pinned ``models:/name/N``, version);
-        ``runs:/…`` and other URIs unchanged. The alias may move while a model downloads: pin it."""
-        if not ref.startswith("models:/"):
-            return ref, None
-        name, alias, number = parse_models_uri(ref)
-        registry = self if name == self.name else Registry(self.tracking_uri, name, self.client)
-        version = registry.alias(alias) if alias else number
-        if version is None:
-            raise UsageError(f"no @{alias} version of {name} yet")
-        registry.version(version)
-        return f"models:/{name}/{version}", str(version)
-
     def version_of_run(self, run_id: str) -> str | None:
         """The newest version registered from ``run_id``."""
         found = self._call(

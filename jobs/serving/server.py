@@ -347,24 +347,31 @@ def serve_in_thread(
 
 
 def load_serving_model(ref: str, tracking_uri: str | None = None) -> ServingModel:
-    """A local model directory, or an MLflow URI (``models:/name@alias``, ``models:/name/N``,
-    ``runs:/...``) downloaded through the tracking adapter then loaded with :func:`model_fn`."""
+    """A local model directory, or an MLflow URI loaded with :func:`model_fn`. A registered version
+    (``models:/name@alias``, ``models:/name/N``) serves what SageMaker serves for it: its run's
+    model directory (``model_dir`` artifact), else its MLflow model; ``runs:/…`` is downloaded."""
     path = Path(ref).expanduser()
     if "://" not in ref and not ref.startswith(("models:", "runs:")):
         if not path.is_dir():
             raise UsageError(f"--model {ref}: no such model directory")
         return model_fn(path)
-    from jobs.adapters.tracking import Registry  # MLflow: only for registry URIs (start-up time)
+    # lazy: MLflow takes seconds to import and only registry URIs need it
+    from jobs.adapters.tracking import Registry, parse_models_uri
 
-    registry = Registry(tracking_uri)  # type: ignore[arg-type]
-    name = (
-        ref[len("models:/") :].split("@")[0].split("/")[0] if ref.startswith("models:/") else None
-    )
+    name = version = run_id = None
     try:
-        source, version = registry.resolve(ref)
-        run_id = registry.version(version).run_id if version else None
         with tempfile.TemporaryDirectory(prefix="abalone-serve-") as tmp:
-            model = model_fn(registry.download(source, Path(tmp)))
+            if ref.startswith("models:/"):
+                name, alias, version = parse_models_uri(ref)
+                registry = Registry(tracking_uri, name)  # type: ignore[arg-type]
+                version = registry.alias(alias) if alias else version
+                if version is None:
+                    raise UsageError(f"no @{alias} version of {name} yet")
+                run_id = registry.version(version).run_id  # pinned: the alias may move meanwhile
+                model = model_fn(registry.download_model_dir(version, Path(tmp)))
+            else:
+                registry = Registry(tracking_uri)  # type: ignore[arg-type]
+                model = model_fn(registry.download(ref, Path(tmp)))
     except UsageError as err:
         raise UsageError(f"--model {ref}: {err}") from err
     return model.with_identity(
