@@ -55,8 +55,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from jobs.model import DEFAULT_PARAMS, AbaloneFeatures, build_model, parse_params  # noqa: E402
-from jobs.schema import COLUMNS, FEATURES, TARGET  # noqa: E402
+from jobs.core.model import DEFAULT_PARAMS, AbaloneFeatures, build_model, parse_params  # noqa: E402
+from jobs.core.schema import COLUMNS, FEATURES, TARGET  # noqa: E402
 
 CLASSIC_TRAIN_ROWS = 3133
 AWS_EXAMPLE_RMSE = (

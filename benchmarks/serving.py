@@ -43,7 +43,7 @@ from _data import default_data as default_data_path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from jobs.schema import COLUMNS, FEATURES  # noqa: E402
+from jobs.core.schema import COLUMNS, FEATURES  # noqa: E402
 
 
 def free_port() -> int:
@@ -97,7 +97,7 @@ def build_model_dir(args: argparse.Namespace, workdir: Path) -> Path:
     if args.model_uri:
         local = mlflow.artifacts.download_artifacts(args.model_uri, dst_path=str(workdir / "dl"))
         return Path(local)
-    from jobs.model import build_model
+    from jobs.core.model import build_model
 
     frame = pd.read_csv(args.data, header=None, names=list(COLUMNS))
     train = frame.iloc[:3133]
@@ -118,7 +118,7 @@ def sample_rows(args: argparse.Namespace, n: int) -> pd.DataFrame:
     if args.data and Path(args.data).is_file():
         frame = pd.read_csv(args.data, header=None, names=list(COLUMNS)).iloc[3133:]
     else:
-        from jobs.synthetic import make_abalone
+        from jobs.core.synthetic import make_abalone
 
         frame = make_abalone(max(n, 200), seed=5)
     return frame[list(FEATURES)].head(n).reset_index(drop=True)

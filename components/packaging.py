@@ -83,6 +83,7 @@ TRAINING_EXTRAS = (
     "mlflow-skinny>=3.1,<4",
     "sagemaker-mlflow>=0.1",
     "pydantic>=2.7",
+    "pydantic-settings>=2.3",
     "matplotlib>=3.8",
     "httpx>=0.27",
     "boto3>=1.35",

@@ -55,12 +55,12 @@ def data_quality_report(data: Path, work: Path) -> tuple[Path, Path]:
 
 def drift_report(data: Path, work: Path) -> Path:
     """A monitoring run on juvenile-only traffic; the path of its ``report.html``."""
-    from jobs.model import build_model
-    from jobs.monitor import monitor
-    from jobs.profile import build_profile, dumps_profile
-    from jobs.schema import TARGET
-    from jobs.settings import load_settings
-    from tests.jobs.test_monitor import write_own_capture
+    from jobs.adapters.settings import load_settings
+    from jobs.core.model import build_model
+    from jobs.core.profile import build_profile, dumps_profile
+    from jobs.core.schema import TARGET
+    from jobs.monitoring.monitor import monitor
+    from tests.monitoring.test_monitor import write_own_capture
     from validation import validate_batch
 
     frame = validate_batch(

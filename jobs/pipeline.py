@@ -1,12 +1,11 @@
-"""Local orchestration of the same steps as the AWS state machine (DESIGN §1, §8):
+"""Local orchestration of the AWS state machine's steps, in its order (DESIGN §1, §8):
 
-    check MLflow → ingest (validate) → train (script-mode subprocess) → system test → gate → promote
+    check MLflow → ingest (validate + prepare) → train (script-mode subprocess)
+      → gate rules 1-3 → system test (served on loopback) → full gate + promote
 
-Training runs ``python -m jobs.train`` as a subprocess with the SageMaker script-mode environment
-(``SM_CHANNEL_*``, ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``MLFLOW_TRACKING_URI``; see
-:func:`jobs.train.run_subprocess`): the identical file and contract a SageMaker training job runs,
-not a different code path. Each job's directory (model, outputs, log) is kept under
-``$ABALONE_HOME/jobs/train-<timestamp>/``.
+Training runs ``python -m jobs.train`` with the SageMaker script-mode environment
+(:mod:`jobs.training.launcher`); each job's directory is kept under
+``$ABALONE_HOME/jobs/train-<timestamp>/``. The gate steps are :mod:`jobs.promotion.service`.
 """
 
 from __future__ import annotations
@@ -19,8 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import RejectedError
-from jobs.settings import Settings
+from jobs.adapters.lake import Lake
+from jobs.adapters.settings import Settings
+from jobs.adapters.tracking import Registry, check_tracking
+from jobs.core.errors import AbaloneError, RejectedError, StorageError
+from jobs.core.policy import CHAMPION, PREVIOUS
+from jobs.ingestion.ingest import ingest, rejection_reason
+from jobs.promotion.service import reevaluate
+from jobs.training.launcher import prepare_channels, run_subprocess
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +101,8 @@ def run_pipeline(
     hyperparameters: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """``abalone run``: ingest → train → system test → gate → promote. Raises RejectedError (exit 1)
+    """``abalone run``: ingest → train → gate → system test → promote. Raises RejectedError (exit 1)
     for a rejected batch, ServiceError (exit 2) when MLflow is unreachable — before any training."""
-    from jobs.ingest import ingest, rejection_reason
-    from jobs.registry import CHAMPION, PREVIOUS, Registry, check_tracking, reevaluate
-    from jobs.train import prepare_channels, run_subprocess
 
     timer = _StepTimer(progress)
     step = timer.step
@@ -126,7 +128,7 @@ def run_pipeline(
     result.metrics = trained.metrics
     result.model_dir = trained.model_dir
 
-    step(f"gate (system test, champion comparison) for version {result.model_version}")
+    step(f"gate (champion comparison, system test) for version {result.model_version}")
     decision, aliases = reevaluate(
         settings, result.model_version, model_dir=Path(trained.model_dir)
     )
@@ -137,3 +139,32 @@ def run_pipeline(
     del aliases
     timer.stop()
     return result
+
+
+def retrain(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the pipeline again on the latest validated data: re-ingesting the accepted batch's
+    immutable raw bytes revalidates it and yields the same dataset version."""
+    lake = Lake.open(settings.lake)
+    latest = lake.latest_batch()
+    if not latest.raw:
+        raise StorageError(
+            f"the raw batch of dataset {latest.dataset_version} is missing from {lake.root}"
+        )
+    run = run_pipeline(settings, latest.raw, progress=progress)
+    payload = run.to_dict()
+    payload["retrained_on"] = {"dataset_version": latest.dataset_version, "source": latest.raw}
+    payload["ok"] = run.ok
+    return payload
+
+
+def retrain_safely(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
+    """:func:`retrain`, with an expected failure reported in the result instead of raised."""
+    try:
+        return retrain(settings, progress)
+    except AbaloneError as err:
+        partial = getattr(err, "result", None)
+        return {
+            "ok": False,
+            "error": str(err),
+            **({"run": partial.to_dict()} if partial is not None else {}),
+        }

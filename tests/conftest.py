@@ -75,7 +75,7 @@ def _restore_mlflow_globals():
 def real_data_file() -> Path:
     """The real UCI file: ``ABALONE_DATA`` when set (CI points it at ../shared), else the copy
     shipped in the package, so real-data tests run on a fresh clone too."""
-    from jobs.fetch import shipped_data_path
+    from jobs.adapters.fetch import shipped_data_path
 
     value = os.environ.get("ABALONE_DATA")
     if not value:
@@ -104,7 +104,7 @@ def abalone_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_csv(tmp_path_factory) -> Path:
     """A headerless generated batch that satisfies the data contract."""
-    from jobs.synthetic import make_abalone, to_csv_bytes
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
 
     path = tmp_path_factory.mktemp("data") / "synthetic.csv"
     path.write_bytes(to_csv_bytes(make_abalone(800, seed=1)))

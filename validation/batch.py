@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.schema import NUMERIC_FEATURES, SEX_VALUES, TARGET
+from jobs.core.schema import NUMERIC_FEATURES, SEX_VALUES, TARGET
 from validation import suite as contract
 from validation.parse import ParsedBatch, empty_frame, frame_to_text, parse_bytes
 from validation.runner import SuiteRun, runtime

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from jobs.schema import COLUMNS, FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
+from jobs.core.schema import COLUMNS, FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
 
 MIN_ROWS = 1
 MAX_ROWS = 1_000_000

@@ -1,9 +1,5 @@
-"""Thin AWS entry points over the same core code (DESIGN §8).
-
-- :mod:`jobs.aws.glue_ingest`: the Glue job script (validate + prepare).
-- :mod:`jobs.aws.handlers`: the Lambda handlers of the state machine (gate, system test, approval,
-  promote).
-- :mod:`jobs.aws.launcher`: what the CLI uses to start, follow and inspect a stack's pipeline.
-
-Nothing here does I/O at import time; boto3 clients are created inside the functions that need them.
+"""AWS entry points, thin over the same services as the CLI (DESIGN §8): :mod:`jobs.aws.glue_ingest`
+(the Glue job script), :mod:`jobs.aws.handlers` (the state machine's Lambda handlers; events in
+:mod:`jobs.aws.events`) and :mod:`jobs.aws.launcher` (start and follow a stack's pipeline; with
+:mod:`jobs.aws.executions` and :mod:`jobs.aws.reports`). No I/O at import time.
 """

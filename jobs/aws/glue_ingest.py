@@ -1,37 +1,13 @@
-"""Glue job script: validate + prepare one batch (DESIGN §3, §8) with the same core as ``abalone ingest``.
+"""Glue job script: validate + prepare one batch (DESIGN §3, §8) with :func:`jobs.ingestion.ingest`,
+the same ingest as ``abalone ingest``, on S3 stores.
 
-Glue runs this file with Glue-style arguments (``--KEY value``; Glue adds its own, such as
-``--JOB_NAME`` or ``--TempDir``, which are ignored). Per run, the state machine
-(``components.pipeline_definition``) passes::
-
-    --source    s3://<data bucket>/raw/<file>          the batch that arrived (required)
-    --run_id    <execution name>                       names the run and its result object
-
-and the job's arguments set by the ``DataQualityEtl`` component name the stores::
-
-    --lake      s3://<data bucket>[/<prefix>]          lake root: raw/, quarantine/, curated/, runs/
-    --reports   s3://<reports bucket>[/<prefix>]       Data Docs + summary.json per ingest
-    --env       dev | prd                              thresholds (default dev)
-
-Optional: ``--result_uri s3://…`` (write the result elsewhere), ``--max_mb`` (batch size limit,
-default 50). Synonyms ``--source_uri``, ``--lake_uri``, ``--reports_uri``, ``--stack``,
-``--execution_id`` are accepted; any other argument (``--tracking_server_arn``, Glue's own) is ignored.
-
-It calls :func:`jobs.ingest.ingest` with S3 stores for the lake and the reports, so the raw landing,
-GX validation, quarantine, curated splits and Data Docs are exactly those of the local path. Then it
-writes the *result object* — a compact form of ``abalone ingest --json``: ``status``, ``ingest_id``,
-``dataset_version``, ``data_quality``, ``report_html``, ``summary_json``, ``quarantine_uri``,
-``failed_expectations``, the first problems, and ``channels`` (``train``/``validation``/``test``:
-the S3 prefix ``<lake>/curated/<dataset_version>/`` holding the three splits and ``manifest.json``,
-so the training job also finds its lineage) — to ``<lake>/runs/<run_id>/ingest_result.json``
-(``run_id`` defaults to the ingest id). The state machine reads it to choose its branch and to point
-the training job at the dataset. It stays small: the state machine carries it in its 256 KB state.
-
-Exit: a batch rejected by the data contract raises :class:`jobs.errors.RejectedError` *after* it is
-quarantined and its report and result (``status: rejected``) are written, so the Glue run ends
-``FAILED`` and the state machine notifies ``DataQualityRejected``. Malformed arguments, an unreadable
-source or an unreachable bucket raise before anything is written (no result object: the state
-machine reports ``ValidationJobFailed``).
+Arguments (``--KEY value``; Glue's own and unknown ones are ignored): ``--source`` (the batch),
+``--run_id`` (the execution), ``--lake``, ``--reports``, ``--env``; optional ``--result_uri`` and
+``--max_mb`` (synonyms and details: docs/CONTRACTS.md). It writes the compact *result object* the
+state machine reads (status, dataset version, data quality, report links, training channels) to
+``Lake.run_result_key(run_id)``. A batch rejected by the contract raises :class:`RejectedError`
+after it is quarantined and recorded (the run ends FAILED); bad arguments, an unreadable source or
+an unreachable bucket raise before anything is written.
 """
 
 from __future__ import annotations
@@ -43,13 +19,19 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobs.errors import RejectedError, StorageError, UsageError
+from jobs.adapters.fetch import fetch
+from jobs.adapters.lake import Lake
+from jobs.adapters.settings import FetchLimits, default_environ, load_settings
+from jobs.adapters.storage import open_store
+from jobs.core.errors import RejectedError, StorageError, UsageError
+from jobs.ingestion.ingest import ingest
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +47,7 @@ ARGUMENTS: dict[str, tuple[str, ...]] = {
 }
 REQUIRED = ("source", "lake", "reports")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-INGEST_ID_RE = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")
 MAX_PROBLEMS = 20
-
-
-def default_result_key(run_id: str) -> str:
-    """Where the result goes without ``--result_uri``, relative to the lake root (the state
-    machine's ``VALIDATION_RESULT_KEY`` with the lake at the data bucket's root)."""
-    return f"runs/{run_id}/ingest_result.json"
 
 
 def _s3(value: str, flag: str, *, need_key: bool) -> str:
@@ -124,6 +99,7 @@ def _resolved_options(argv: Sequence[str]) -> dict[str, str]:
     arguments are ignored in both cases. Returns canonical names."""
     argv = list(argv)
     try:
+        # optional: awsglue exists only inside a Glue job run
         from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
     except ImportError:
         getResolvedOptions = None
@@ -169,8 +145,6 @@ def parse_args(argv: Sequence[str]) -> GlueArgs:
 
 
 def _check_bucket(client: Any, uri: str, what: str) -> None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket = urlparse(uri).netloc
     try:
         client.head_bucket(Bucket=bucket)
@@ -181,17 +155,15 @@ def _check_bucket(client: Any, uri: str, what: str) -> None:
         raise StorageError(f"S3 unreachable checking {what} bucket {bucket!r}: {err}") from err
 
 
-def _refuse_relanding(args: GlueArgs) -> None:
+def _refuse_relanding(args: GlueArgs, lake: Lake) -> None:
     """A batch an ingest already landed (``<lake>/raw/<ingest_id>/…``) is never ingested again:
     that would copy it to a new ``raw/<ingest_id>/`` and, with an S3 trigger on ``raw/``, loop."""
-    raw_root = args.lake.rstrip("/") + "/raw/"
-    if args.source.startswith(raw_root):
-        first = args.source[len(raw_root) :].split("/", 1)[0]
-        if INGEST_ID_RE.match(first):
-            raise UsageError(
-                f"{args.source} is a batch an ingest already landed (raw/{first}/); refusing to "
-                "ingest it again. Upload new batches directly under raw/, not into raw/<ingest_id>/."
-            )
+    first = lake.landed_ingest(args.source)
+    if first:
+        raise UsageError(
+            f"{args.source} is a batch an ingest already landed (raw/{first}/); refusing to "
+            "ingest it again. Upload new batches directly under raw/, not into raw/<ingest_id>/."
+        )
 
 
 def compact_result(summary: dict[str, Any], *, run_id: str, env: str) -> dict[str, Any]:
@@ -228,27 +200,15 @@ def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
     Raises :class:`RejectedError` for a rejected batch (after quarantining and recording it), and
     ``UsageError``/``SourceError``/``StorageError`` before any write for bad input.
     """
-    import boto3
-
-    from jobs.fetch import fetch
-    from jobs.ingest import ingest
-    from jobs.settings import FetchLimits, load_settings
-    from jobs.storage import open_store
-
     client = s3_client or boto3.client("s3")
-    _refuse_relanding(args)
+    lake = Lake.open(args.lake, s3_client=client)
+    _refuse_relanding(args, lake)
     overrides: dict[str, Any] = {}
     if args.max_mb is not None:
         overrides["fetch"] = FetchLimits(max_bytes=int(args.max_mb * 1024 * 1024))
     with tempfile.TemporaryDirectory(prefix="abalone-glue-") as tmp:
         settings = load_settings(
-            args.env,
-            environ={},
-            home=Path(tmp),
-            lake=args.lake,
-            reports=args.reports,
-            tracking_uri="unused://glue-ingest",
-            **overrides,
+            args.env, home=tmp, lake=args.lake, reports=args.reports, **overrides
         )
         # Pre-flight, before the first write: the source is readable and within limits, and every
         # bucket we write to answers. A failure here leaves no object behind.
@@ -257,9 +217,7 @@ def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
         _check_bucket(client, args.reports, "reports")
         if args.result_uri:
             _check_bucket(client, args.result_uri, "result")
-        lake = open_store(args.lake, s3_client=client)
         reports = open_store(args.reports, s3_client=client)
-
         outcome = ingest(
             settings,
             args.source,
@@ -272,13 +230,13 @@ def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
     run_id = args.run_id or summary["ingest_id"]
     result = compact_result(summary, run_id=run_id, env=args.env)
     if outcome.ok:
-        channel = lake.uri(f"curated/{summary['dataset_version']}") + "/"
+        channel = lake.curated_uri(summary["dataset_version"]) + "/"
         result["channels"] = {"train": channel, "validation": channel, "test": channel}
     if args.result_uri:
         parent, name = args.result_uri.rsplit("/", 1)
         target, key = open_store(parent, s3_client=client), name
     else:
-        target, key = lake, default_result_key(run_id)
+        target, key = lake.store, Lake.run_result_key(run_id)
     result["result_uri"] = target.uri(key)
     target.put_bytes(key, (json.dumps(result, indent=2, default=str) + "\n").encode())
     log.info(
@@ -303,9 +261,7 @@ def main(argv: Sequence[str] | None = None, *, s3_client: Any = None) -> dict[st
 
     Errors propagate (Glue marks the run FAILED and shows the message); the message is logged first.
     """
-    import os
-
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    default_environ(GX_ANALYTICS_ENABLED="false")
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         return run(args, s3_client=s3_client)

@@ -1,5 +1,5 @@
-"""Start, follow and inspect a stack's pipeline on AWS (what ``abalone run --target aws``,
-``abalone status``, ``abalone ui --stack`` and ``abalone reports`` call).
+"""Start, follow and inspect a stack's pipeline on AWS (what ``abalone run --target aws`` and
+``abalone status`` call; ``abalone ui --stack`` and ``abalone reports``: :mod:`jobs.aws.reports`).
 
 Resource names are never hard-coded: they come from the SSM parameters the Pulumi program writes
 under ``/abalone/<stack>/`` (``components/abalone_mlops.py``: one parameter per stack output, named
@@ -19,18 +19,25 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jobs.errors import ServiceError, SourceError, UsageError
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobs.adapters.fetch import fetch
+from jobs.adapters.lake import Lake
+from jobs.adapters.settings import FetchLimits
+from jobs.aws.executions import TERMINAL, ExecutionStatus, StateStep, steps_from_history
+from jobs.core.errors import ServiceError, SourceError, UsageError
 
 log = logging.getLogger(__name__)
 
 PARAMETER_ROOT = "/abalone"
-RAW_PREFIX = "raw/"
 #: SSM parameter (under /abalone/<stack>/) → StackResources field. Written by components/abalone_mlops.py.
 PARAMETERS: dict[str, str] = {
     "data-bucket": "data_bucket",
@@ -47,7 +54,6 @@ PARAMETERS: dict[str, str] = {
 }
 REQUIRED = ("data-bucket", "reports-bucket", "state-machine-arn", "tracking-server-arn")
 STACK_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 Progress = Callable[["StateStep"], None]
 
@@ -77,8 +83,6 @@ class StackResources:
 
 
 def _client(service: str, region: str | None = None):
-    import boto3
-
     return boto3.client(service, region_name=region) if region else boto3.client(service)
 
 
@@ -91,8 +95,6 @@ def _aws_error(what: str, err: Exception) -> ServiceError:
 
 
 def _call(what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as err:
@@ -141,16 +143,9 @@ class Submitted:
         return asdict(self)
 
 
-def _safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit("/", 1)[-1]).strip("._")
-    return cleaned[:100] or "batch.csv"
-
-
 def raw_key(name: str, now: datetime | None = None) -> str:
-    """A new flat key under ``raw/`` (the trigger prefix); never one of the ingest's
-    ``raw/<ingest_id>/…`` landings, which the state machine ignores."""
-    now = now or datetime.now(UTC)
-    return f"{RAW_PREFIX}{now:%Y%m%d-%H%M%S-%f}-{_safe_name(name)}"
+    """A new flat key under the lake's ``raw/`` trigger prefix (:meth:`Lake.upload_key`)."""
+    return Lake.upload_key(name, now)
 
 
 def upload_batch(
@@ -161,9 +156,6 @@ def upload_batch(
     max_bytes: int = 50 * 1024 * 1024,
 ) -> str:
     """Read ``source`` (path, URL or ``s3://``) and put it under the data bucket's ``raw/``."""
-    from jobs.fetch import fetch
-    from jobs.settings import FetchLimits
-
     s3 = s3 or _client("s3", resources.region)
     fetched = fetch(source, limits=FetchLimits(max_bytes=max_bytes), s3_client=s3)
     key = raw_key(fetched.name)
@@ -272,89 +264,6 @@ def submit(
 # ---- following and status ------------------------------------------------------------------------
 
 
-@dataclass
-class StateStep:
-    """One state of an execution: entered, then succeeded or failed (poll loops appear once per pass)."""
-
-    name: str
-    status: str  # running | succeeded | failed
-    entered_at: datetime | None = None
-    exited_at: datetime | None = None
-    error: str | None = None
-    cause: str | None = None
-    event_id: int = 0
-
-    @property
-    def seconds(self) -> float | None:
-        if self.entered_at and self.exited_at:
-            return (self.exited_at - self.entered_at).total_seconds()
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "entered_at": self.entered_at.isoformat() if self.entered_at else None,
-            "exited_at": self.exited_at.isoformat() if self.exited_at else None,
-            "seconds": self.seconds,
-            "error": self.error,
-            "cause": self.cause,
-        }
-
-
-@dataclass
-class ExecutionStatus:
-    arn: str
-    name: str
-    status: str
-    started_at: datetime | None
-    stopped_at: datetime | None
-    steps: list[StateStep] = field(default_factory=list)
-    error: str | None = None
-    cause: str | None = None
-    output: dict[str, Any] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "SUCCEEDED"
-
-    def summary(self) -> dict[str, Any]:
-        """The figures people look for in the output: validation, model version, gate, champion."""
-        out = self.output or {}
-        result = (out.get("validation") or {}).get("Result") or {}
-        promote = (out.get("promote") or {}).get("output") or {}
-        gate = (out.get("gate") or {}).get("output") or {}
-        system_test = (out.get("system_test") or {}).get("output") or {}
-        return {
-            "ingest_id": result.get("ingest_id"),
-            "data_quality": result.get("status"),
-            "dataset_version": result.get("dataset_version"),
-            "report_html": result.get("report_html"),
-            "model_version": promote.get("model_version") or gate.get("model_version"),
-            "system_test_rmse": system_test.get("rmse"),
-            "gate": promote.get("decision") or gate.get("decision"),
-            "reasons": promote.get("reasons") or gate.get("reasons"),
-            "champion_version": promote.get("champion_version"),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "execution_arn": self.arn,
-            "name": self.name,
-            "status": self.status,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
-            "error": self.error,
-            "cause": self.cause,
-            "states": [s.to_dict() for s in self.steps],
-            "summary": self.summary() if self.output is not None else None,
-        }
-
-
 def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     token = None
@@ -367,32 +276,6 @@ def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
         token = page.get("nextToken")
         if not token:
             return events
-
-
-def steps_from_history(events: Iterable[dict[str, Any]]) -> list[StateStep]:
-    """Entered/exited/failed events → one :class:`StateStep` per state visit, in order."""
-    steps: list[StateStep] = []
-    open_step: StateStep | None = None
-    for event in events:
-        entered = event.get("stateEnteredEventDetails")
-        exited = event.get("stateExitedEventDetails")
-        kind = event.get("type", "")
-        when = event.get("timestamp")
-        if entered:
-            open_step = StateStep(entered["name"], "running", entered_at=when, event_id=event["id"])
-            steps.append(open_step)
-        elif exited and open_step is not None and exited["name"] == open_step.name:
-            if open_step.status == "running":
-                open_step.status = "succeeded"
-            open_step.exited_at = when
-            open_step = None
-        elif kind.endswith("Failed") and open_step is not None:
-            # a task failure inside the state (a Catch may still route on): keep the reason
-            details = next((v for k, v in event.items() if k.endswith("FailedEventDetails")), {})
-            open_step.status = "failed"
-            open_step.error = details.get("error")
-            open_step.cause = (details.get("cause") or "")[:500] or None
-    return steps
 
 
 def status(execution_arn: str, *, sfn: Any = None) -> ExecutionStatus:
@@ -470,125 +353,10 @@ def follow(
         time.sleep(poll_s)
 
 
-# ---- MLflow UI and reports ------------------------------------------------------------------------
-
-
-def tracking_server_name(resources: StackResources) -> str:
-    if resources.tracking_server_name:
-        return resources.tracking_server_name
-    arn = resources.tracking_server_arn
-    if ":mlflow-tracking-server/" in arn:
-        return arn.rsplit("/", 1)[-1]
-    raise UsageError(
-        f"stack {resources.stack!r}: tracking server {arn!r} is not a SageMaker MLflow ARN and no "
-        "tracking-server-name parameter is set"
-    )
-
-
-def mlflow_ui_url(
-    resources: StackResources,
-    *,
-    sagemaker: Any = None,
-    expires_s: int = 300,
-    session_s: int = 12 * 3600,
-) -> str:
-    """A presigned URL to the stack's MLflow UI (valid ``expires_s`` to open, ``session_s`` after)."""
-    if not 5 <= expires_s <= 300:
-        raise UsageError("the presigned MLflow URL must expire within 5..300 seconds")
-    if not 1800 <= session_s <= 43200:
-        raise UsageError("the MLflow UI session must last 1800..43200 seconds")
-    sagemaker = sagemaker or _client("sagemaker", resources.region)
-    response = _call(
-        "creating a presigned MLflow UI URL",
-        sagemaker.create_presigned_mlflow_tracking_server_url,
-        TrackingServerName=tracking_server_name(resources),
-        ExpiresInSeconds=expires_s,
-        SessionExpirationDurationInSeconds=session_s,
-    )
-    return response["AuthorizedUrl"]
-
-
-@dataclass(frozen=True)
-class Report:
-    ingest_id: str
-    status: str | None
-    rows_total: int | None
-    dataset_version: str | None
-    summary_url: str
-    report_url: str | None
-    problems: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def list_reports(
-    resources: StackResources,
-    *,
-    s3: Any = None,
-    limit: int = 20,
-    expires_s: int = 3600,
-) -> list[Report]:
-    """The newest data-quality reports, with presigned links (the buckets stay private)."""
-    if limit < 1:
-        raise UsageError("--limit must be at least 1")
-    if not 60 <= expires_s <= 7 * 24 * 3600:
-        raise UsageError("presigned links must expire within 60 s .. 7 days")
-    s3 = s3 or _client("s3", resources.region)
-    bucket = resources.reports_bucket
-    summaries: list[str] = []
-    docs: dict[str, str] = {}
-    paginator = s3.get_paginator("list_objects_v2")
-    try:
-        for page in paginator.paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                parts = key.split("/")
-                if len(parts) == 2 and parts[1] == "summary.json":
-                    summaries.append(parts[0])
-                elif len(parts) >= 3 and parts[1] == "data_docs" and parts[-1] == "index.html":
-                    docs.setdefault(parts[0], key)
-    except Exception as err:  # botocore errors from the paginator
-        raise _aws_error(f"listing s3://{bucket}", err) from err
-
-    def presign(key: str) -> str:
-        return _call(
-            f"presigning s3://{bucket}/{key}",
-            s3.generate_presigned_url,
-            ClientMethod="get_object",
-            Params={"Bucket": bucket, "Key": key},
-            ExpiresIn=expires_s,
-        )
-
-    reports = []
-    for ingest_id in sorted(summaries, reverse=True)[:limit]:
-        key = f"{ingest_id}/summary.json"
-        try:
-            body = _call(f"reading s3://{bucket}/{key}", s3.get_object, Bucket=bucket, Key=key)
-            summary = json.loads(body["Body"].read())
-        except (ServiceError, ValueError) as err:
-            log.warning("summary %s unreadable: %s", key, err)
-            summary = {}
-        reports.append(
-            Report(
-                ingest_id=ingest_id,
-                status=summary.get("status"),
-                rows_total=summary.get("rows_total"),
-                dataset_version=summary.get("dataset_version"),
-                problems=len(summary.get("problems") or []) if summary else None,
-                summary_url=presign(key),
-                report_url=presign(docs[ingest_id]) if ingest_id in docs else None,
-            )
-        )
-    return reports
-
-
 def check_source_exists(source: str) -> None:
     """Fail early for a local source that does not exist (before any AWS call)."""
     parsed = urlparse(source)
     if parsed.scheme in ("", "file"):
-        from pathlib import Path
-
         path = Path(parsed.path if parsed.scheme == "file" else source)
         if not path.is_file():
             raise SourceError(f"no such file: {path}")

@@ -42,7 +42,7 @@ def test_stack_config_loads_typed_and_frozen(stack):
 
 
 def test_stack_thresholds_agree_with_the_job_settings():
-    from jobs.settings import STACKS as POLICIES
+    from jobs.core.policy import STACKS as POLICIES
 
     for stack in STACKS:
         cfg = config_for(stack)

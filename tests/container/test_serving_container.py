@@ -23,14 +23,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from components.packaging import MODEL_RUNTIME
-from jobs.inference import model_fn
-from jobs.schema import FEATURES
-from jobs.serve import ServeLimits, serve_in_thread
-from jobs.synthetic import make_abalone
+from jobs.core.schema import FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.serving.handlers import model_fn
+from jobs.serving.server import ServeLimits, serve_in_thread
 from tests.conftest import free_port, wait_http
 from tests.container import stack
-from tests.jobs.test_inference import all_formats, make_model_dir
-from tests.jobs.test_serve import _GOOD, CSV, JSON, malformed_payload
+from tests.serving.test_inference import all_formats, make_model_dir
+from tests.serving.test_serve import _GOOD, CSV, JSON, malformed_payload
 
 pytestmark = pytest.mark.container
 

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from jobs.data import canonical_csv, dataset_version, split
-from jobs.inference import model_fn
-from jobs.registry import Registry
-from jobs.schema import FEATURES
-from jobs.settings import MODEL_NAME
-from jobs.synthetic import make_abalone
+from jobs.adapters.settings import MODEL_NAME
+from jobs.adapters.tracking import Registry
+from jobs.core.data import canonical_csv, dataset_version, split
+from jobs.core.schema import FEATURES
+from jobs.core.synthetic import make_abalone
+from jobs.serving.handlers import model_fn
 from tests.container import stack
 
 pytestmark = pytest.mark.container

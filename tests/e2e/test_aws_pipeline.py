@@ -79,7 +79,7 @@ def _data_bytes() -> tuple[bytes, str]:
 
 
 def _bad_bytes() -> bytes:
-    from jobs.synthetic import make_abalone, to_csv_bytes
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
 
     frame = make_abalone(300, seed=22)
     frame["sex"] = "X"  # critical expectation: sex in {M, F, I}
@@ -307,7 +307,7 @@ class Harness:
         harness = self
 
         def invoke_endpoint(resp_self):
-            from jobs.inference import InvalidInput, input_fn, output_fn, predict_fn
+            from jobs.serving.handlers import InvalidInput, input_fn, output_fn, predict_fn
 
             name = resp_self._get_param("EndpointName") or resp_self.path.split("/")[2]
             backend = sagemaker_backends[resp_self.current_account][resp_self.region]
@@ -354,7 +354,7 @@ class Harness:
         )
 
     def _model(self, model_url: str):
-        from jobs.inference import model_fn
+        from jobs.serving.handlers import model_fn
 
         if model_url not in self.models:
             bucket, _, key = model_url.removeprefix("s3://").partition("/")
@@ -434,18 +434,10 @@ def _error(status: int, code: str, message: str, **extra: Any):
     return status, headers, json.dumps(body)
 
 
-@contextlib.contextmanager
 def _environ(values: dict[str, str]):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: str(v) for k, v in values.items()})
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    from jobs.adapters.settings import scoped_environ
+
+    return scoped_environ(**{k: str(v) for k, v in values.items()})
 
 
 def _tar_gz(directory: Path) -> bytes:
@@ -742,7 +734,7 @@ def aws(tmp_path, monkeypatch, moto_endpoint):
 
 
 def registry_snapshot(tracking_uri: str) -> tuple[set[str], str | None]:
-    from jobs.registry import CHAMPION, Registry
+    from jobs.adapters.tracking import CHAMPION, Registry
 
     reg = Registry(tracking_uri)
     versions = {str(v.version) for v in reg.client.search_model_versions(f"name='{reg.name}'")}
@@ -767,10 +759,11 @@ def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(
 ):
     from typer.testing import CliRunner
 
+    from jobs.adapters.capture_reader import read_capture
+    from jobs.adapters.tracking import CHAMPION, Registry
     from jobs.aws import launcher
+    from jobs.aws import reports as aws_reports
     from jobs.cli import app
-    from jobs.monitor import read_capture
-    from jobs.registry import CHAMPION, Registry
 
     stack = Stack(aws, "dev", mlflow_server, require_approval=False)
     stack.create()
@@ -807,7 +800,7 @@ def test_upload_to_raw_runs_the_pipeline_to_a_new_champion(
     # The data-quality report is in the reports bucket, listed with a presigned link that opens.
     ingest_id = output["validation"]["Result"]["ingest_id"]
     assert f"{ingest_id}/summary.json" in stack.keys(stack.reports_bucket, ingest_id)
-    (report,) = [r for r in launcher.list_reports(resources) if r.ingest_id == ingest_id]
+    (report,) = [r for r in aws_reports.list_reports(resources) if r.ingest_id == ingest_id]
     assert report.status == "accepted" and report.report_url
     import requests
 
@@ -859,7 +852,7 @@ def test_bad_batch_takes_the_failure_branch(aws, mlflow_server):
 
 
 def test_prd_waits_for_approval_then_promotes(aws, mlflow_server):
-    from jobs.registry import CHAMPION, Registry
+    from jobs.adapters.tracking import CHAMPION, Registry
 
     stack = Stack(aws, "prd", mlflow_server, require_approval=True)
     stack.create()

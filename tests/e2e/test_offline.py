@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from jobs.fetch import PACKAGE_SOURCE, shipped_data_path
+from jobs.adapters.fetch import PACKAGE_SOURCE, shipped_data_path
 
 pytestmark = pytest.mark.slow
 

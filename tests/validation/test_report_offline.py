@@ -17,8 +17,8 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from jobs.schema import COLUMNS
-from jobs.synthetic import make_abalone, to_csv_bytes
+from jobs.core.schema import COLUMNS
+from jobs.core.synthetic import make_abalone, to_csv_bytes
 from tests.browser import find_chromium, probe, screenshot
 from tests.html_assets import external_refs, is_external, loaded_refs, missing_local_refs
 from validation import suite as contract

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.schema import COLUMNS, FEATURES
-from jobs.synthetic import make_abalone, to_csv_bytes
+from jobs.core.schema import COLUMNS, FEATURES
+from jobs.core.synthetic import make_abalone, to_csv_bytes
 from validation import BatchValidation, validate_batch, validate_frame
 
 HEADER = ",".join(COLUMNS) + "\n"

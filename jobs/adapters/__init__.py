@@ -1,0 +1,2 @@
+"""The only code that touches the outside: settings, storage, the lake, MLflow tracking, data
+capture, source fetching."""

@@ -1,0 +1,136 @@
+"""The MLflow tracking store: reachability, the stack's experiment, and scoping MLflow's
+process-wide URIs (the fluent logging API and the SQLite registry read them) to one block."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from jobs.adapters.settings import Settings, scoped_environ
+from jobs.core.errors import ServiceError, UsageError
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(
+        uri[len("sqlite:///") :] if uri.startswith("sqlite:////") else uri[len("sqlite://") :]
+    )
+
+
+def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with one clear line when the tracking store cannot be reached."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        try:
+            resp = httpx.get(url, timeout=timeout_s)
+        except httpx.HTTPError as err:
+            raise ServiceError(
+                f"MLflow tracking server {uri} is unreachable ({type(err).__name__}: {err}); "
+                "start it or fix MLFLOW_TRACKING_URI"
+            ) from err
+        if resp.status_code >= 400:
+            raise ServiceError(
+                f"MLflow tracking server {uri} answered HTTP {resp.status_code} on /health"
+            )
+        return
+    sqlite = _sqlite_path(uri)
+    if sqlite is not None:
+        try:
+            sqlite.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ServiceError(
+                f"cannot create the MLflow store directory {sqlite.parent}: {err}"
+            ) from err
+
+    try:
+        with scoped_environ(  # MLflow's REST client without retries, with a short timeout
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+            MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
+        ):
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ServiceError(f"MLflow tracking store {uri} is unreachable: {first}") from err
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment keeps artifacts: ``$ABALONE_HOME/mlartifacts/<experiment>`` for a local
+    (SQLite/file) store, so ``abalone ui`` can serve them; the server's default otherwise."""
+    scheme = urlparse(settings.tracking_uri).scheme
+    if scheme in ("sqlite", "file", ""):
+        return (settings.home / "mlartifacts" / settings.experiment_name).absolute().as_uri()
+    return None
+
+
+def ensure_experiment(client: Any, settings: Settings) -> str:
+    """The id of the stack's experiment, created on first use."""
+
+    name = settings.experiment_name
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise UsageError(f"experiment {name!r} is deleted; restore it in the MLflow UI")
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(settings))
+    except MlflowException:  # created concurrently
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name@alias`` → (name, alias, None); ``models:/name/3`` → (name, None, "3")."""
+    rest = uri[len("models:/") :].strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if name and alias and "/" not in alias:
+            return name, alias, None
+    elif "/" in rest:
+        name, version = rest.split("/", 1)
+        if name and version.isdigit():
+            return name, None, version
+    raise UsageError(f"{uri!r}: use models:/<name>@<alias> or models:/<name>/<version>")
+
+
+@contextlib.contextmanager
+def using_tracking_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``tracking_uri`` for a block and
+    restored after it: for the fluent API (``log_model``) and for the SQLite registry, which
+    resolves a logged model's ``models:/m-…`` source through them."""
+    old_tracking = getattr(tracking_utils, "_tracking_uri", None)  # as set (or None), not the
+    old_registry = getattr(registry_utils, "_registry_uri", None)  # defaults get_*_uri() invent
+    # set_*_uri also (un)set MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: restore those last
+    with scoped_environ(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri):
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(old_tracking)
+            mlflow.set_registry_uri(old_registry)
+
+
+@contextlib.contextmanager
+def fluent_run(tracking_uri: str, **start_run: Any) -> Iterator[Any]:
+    """``mlflow.start_run`` against ``tracking_uri`` (see :func:`using_tracking_uri`)."""
+    with using_tracking_uri(tracking_uri), mlflow.start_run(**start_run) as run:
+        yield run
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

@@ -1,0 +1,66 @@
+"""Where the CLI's log lines go: library chatter (MLflow's INFO lines, alembic, GX, warnings) to
+``$ABALONE_HOME/logs/abalone.log``; the terminal shows the steps, the summary and the product's own
+warnings (everything with ``-v``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from jobs.adapters.settings import default_environ, load_settings, set_environ
+
+_OWN_LOGGERS = ("jobs", "validation", "components")
+state = {"verbose": False}
+
+
+class _OwnOrVerbose(logging.Filter):
+    """On the terminal: the product's own warnings; every library's lines only with --verbose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return state["verbose"] or record.name.split(".", 1)[0] in _OWN_LOGGERS
+
+
+class _LogFile(logging.FileHandler):
+    """``$ABALONE_HOME/logs/abalone.log``, created on the first line written, not before."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def log_file_path() -> Path:
+    try:
+        home = load_settings("dev").home
+    except Exception:  # a bad setting is reported by the command itself, one line
+        home = Path(".mlops").absolute()
+    return home / "logs" / "abalone.log"
+
+
+def configure_logging() -> None:
+    """The terminal and log-file handlers on the root logger (replacing ours from a previous call)."""
+    default_environ(
+        MLFLOW_DISABLE_TELEMETRY="true",
+        GX_ANALYTICS_ENABLED="false",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    # MLflow otherwise installs its own stderr handler on import; route it through ours instead.
+    set_environ(MLFLOW_CONFIGURE_LOGGING="false")
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_abalone", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(logging.INFO if state["verbose"] else logging.WARNING)
+    terminal.addFilter(_OwnOrVerbose())
+    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    to_file = _LogFile(log_file_path(), delay=True, encoding="utf-8")
+    to_file.setLevel(logging.INFO)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for handler in (terminal, to_file):
+        handler._abalone = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in ("mlflow.tracking.request_header.registry", "sqlalchemy.engine", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # library warnings (e.g. MLflow's pickle notice) → the log file

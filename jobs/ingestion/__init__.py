@@ -1,0 +1,1 @@
+"""Ingestion: fetch, land raw, validate (GX), curate or quarantine, report."""

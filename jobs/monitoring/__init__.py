@@ -1,0 +1,1 @@
+"""Monitoring: read captured traffic, compare it with the training profile, report."""

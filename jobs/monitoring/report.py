@@ -1,0 +1,215 @@
+"""The drift report as one self-contained HTML page (per-column table coloured by status,
+reference-vs-live histograms inline as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from jobs.adapters.capture_reader import CaptureBatch
+from jobs.core.drift import DRIFT, NA, OK, WARN, DriftResult
+from jobs.core.profile import PREDICTION
+
+_COLOURS = {DRIFT: "#c62828", WARN: "#ef8f00", OK: "#2e7d32", NA: "#757575"}
+_BACKGROUNDS = {DRIFT: "#fdecea", WARN: "#fff4e0", OK: "#edf7ee", NA: "#f3f3f3"}
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not np.isfinite(value):
+        return "-"
+    if isinstance(value, float) and spec == "p":
+        return "<1e-12" if value < 1e-12 else f"{value:.2g}"
+    return format(value, spec)
+
+
+def _histogram_png(name: str, spec: Mapping[str, Any], live: np.ndarray, status: str) -> str:
+    # lazy: matplotlib takes seconds to import and only a drawn report needs it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.4, 1.9), dpi=90)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    colour = _COLOURS.get(status, "#1565c0")
+    if spec.get("type") == "categorical":
+        cats = list(spec["categories"])
+        cats += [c for c in sorted(set(live.tolist())) if c not in cats]
+        expected = [float(spec["expected"].get(c, 0.0)) for c in cats]
+        counts = Counter(live.tolist())
+        total = max(sum(counts.values()), 1)
+        actual = [counts.get(c, 0) / total for c in cats]
+        x = np.arange(len(cats))
+        ax.bar(x - 0.2, expected, 0.4, color="#90a4ae", label="reference")
+        ax.bar(x + 0.2, actual, 0.4, color=colour, label="live")
+        ax.set_xticks(x, cats)
+        ax.set_ylabel("share", fontsize=7)
+    else:
+        ref = np.asarray(spec.get("sample", []), float)
+        cur = live[np.isfinite(live)]
+        both = np.concatenate([ref, cur]) if cur.size else ref
+        lo, hi = (float(np.min(both)), float(np.max(both))) if both.size else (0.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-9, 25)
+        if ref.size:
+            ax.hist(ref, bins=bins, density=True, color="#90a4ae", alpha=0.7, label="reference")
+        if cur.size:
+            ax.hist(
+                cur,
+                bins=bins,
+                density=True,
+                histtype="step",
+                linewidth=1.6,
+                color=colour,
+                label="live",
+            )
+        ax.set_yticks([])
+    ax.set_title(name, fontsize=8)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout(pad=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _rows_html(
+    result: DriftResult, batch: CaptureBatch, profile: Mapping[str, Any]
+) -> Iterable[str]:
+    items = list(result.features.items())
+    if result.prediction is not None:
+        items.append((PREDICTION, result.prediction))
+    for name, f in items:
+        spec = profile[PREDICTION] if name == PREDICTION else profile["features"][name]
+        if name == PREDICTION:
+            live = batch.predictions
+        elif name in batch.features.columns:
+            column = batch.features[name]
+            live = column.dropna().astype(str).to_numpy() if name == "sex" else column.to_numpy()
+        else:
+            live = np.empty(0)
+        png = _histogram_png(name, spec, np.asarray(live), f.status)
+        test = "χ²" if f.test == "chi2" else "KS"
+        means = (
+            f"{_fmt(f.reference_mean, '.4g')} → {_fmt(f.live_mean, '.4g')}"
+            if f.kind == "numeric"
+            else ""
+        )
+        yield (
+            f'<tr style="background:{_BACKGROUNDS[f.status]}">'
+            f"<td><b>{html.escape(name)}</b></td>"
+            f'<td><span class="pill" style="background:{_COLOURS[f.status]}">'
+            f"{html.escape(f.status)}</span></td>"
+            f"<td>{_fmt(f.psi)}</td><td>{test} {_fmt(f.statistic)}</td>"
+            f"<td>{html.escape(_fmt(f.pvalue, 'p'))}</td><td>{html.escape(means)}</td><td>{f.n:,}</td>"
+            f'<td><img alt="{html.escape(name)} reference vs live" '
+            f'src="data:image/png;base64,{png}"></td>'
+            f"<td>{html.escape(f.note)}</td></tr>"
+        )
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin-top:28px}
+.banner{padding:14px 18px;border-radius:8px;color:#fff;font-size:18px;margin:14px 0}
+table{border-collapse:collapse;font-size:13px} td,th{padding:6px 10px;border-bottom:1px solid #ddd;
+text-align:left;vertical-align:middle} th{background:#fafafa}
+.pill{color:#fff;padding:2px 8px;border-radius:10px;font-size:12px}
+.meta td{border:none;padding:2px 12px 2px 0} .muted{color:#666;font-size:12px}
+"""
+
+
+def render_html(
+    summary: Mapping[str, Any],
+    result: DriftResult,
+    batch: CaptureBatch,
+    profile: Mapping[str, Any],
+) -> str:
+    """The drift report as one self-contained HTML page (plots inline as PNG)."""
+    status = result.status
+    colour = {"drift": "#c62828", "ok": "#2e7d32"}.get(status, "#757575")
+    headline = {
+        "drift": "DRIFT DETECTED",
+        "ok": "No drift",
+        "insufficient_data": "Not enough data to judge",
+    }.get(status, status)
+    e = html.escape
+    cap = summary["capture"]
+    ref = summary["reference"]
+    t = result.thresholds
+    meta = [
+        ("environment", summary["env"]),
+        (
+            "captured",
+            f"{cap['rows']:,} rows in {cap['records']:,} records from {cap['files']} "
+            f"file(s); {cap['skipped_lines']} unreadable lines skipped",
+        ),
+        (
+            "window",
+            f"{cap['first'] or '?'} → {cap['last'] or '?'}"
+            + (f" (since {cap['since']})" if cap["since"] else ""),
+        ),
+        ("source", cap["source"]),
+        ("formats", ", ".join(f"{k}: {v}" for k, v in cap["formats"].items()) or "-"),
+        (
+            "served by",
+            ", ".join(f"v{k} ({v:,} rows)" for k, v in cap["model_versions"].items()) or "unknown",
+        ),
+        (
+            "reference",
+            f"{ref['source']}"
+            + (f" → version {ref['model_version']}" if ref["model_version"] else "")
+            + f", {ref['n_rows']:,} training rows",
+        ),
+        (
+            "rule",
+            f"a column drifts when PSI > {t.drift_psi:g} and its test p-value < "
+            f"{t.drift_ks_pvalue:g} / columns tested; at least {t.min_rows} live rows",
+        ),
+    ]
+    if summary.get("note"):
+        meta.append(("note", summary["note"]))
+    quality = summary.get("data_quality")
+    if quality:
+        q_colour = _COLOURS[OK] if quality["status"] == "passed" else _COLOURS[DRIFT]
+        problems = "".join(f"<li>{e(p)}</li>" for p in quality["problems"][:10])
+        link = (
+            f' — <a href="{e(str(quality["report_relative"]))}">Data Docs</a>'
+            if quality.get("report_relative")
+            else ""
+        )
+        quality_html = (
+            f'<p><span class="pill" style="background:{q_colour}">{e(quality["status"])}</span> '
+            f"{quality['rows_flagged']:,} of {quality['rows_total']:,} rows flagged"
+            f"{link}</p>" + (f"<ul>{problems}</ul>" if problems else "")
+        )
+    else:
+        quality_html = "<p class='muted'>not run</p>"
+    rows = "\n".join(_rows_html(result, batch, profile))
+    meta_html = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(str(v))}</td></tr>" for k, v in meta)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>abalone drift report {e(summary["run_id"])}</title><style>{_CSS}</style></head>
+<body>
+<h1>abalone-age drift report</h1>
+<div class="muted">{e(summary["run_id"])} · created {e(summary["created_at"])}</div>
+<div class="banner" style="background:{colour}">{e(headline)} — {e(result.message)}</div>
+<table class="meta">{meta_html}</table>
+<h2>Features and predictions</h2>
+<p class="muted">Grey: training reference sample. Line: live traffic. PSI over the reference's
+10 quantile bins; KS (numeric) or χ² (sex) as the significance test.</p>
+<table>
+<tr><th>column</th><th>status</th><th>PSI</th><th>test</th><th>p-value</th>
+<th>mean ref → live</th><th>live n</th><th>reference vs live</th><th>note</th></tr>
+{rows}
+</table>
+<h2>Data contract on the captured batch</h2>
+{quality_html}
+</body></html>
+"""

@@ -1,0 +1,1 @@
+"""Serving: the SageMaker inference handlers, their numpy fast path and the local HTTP server."""

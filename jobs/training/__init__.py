@@ -1,0 +1,1 @@
+"""Training: the SageMaker script-mode job and its local launcher."""

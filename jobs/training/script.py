@@ -1,0 +1,56 @@
+"""Training entry point in SageMaker script mode (DESIGN §5): the same file runs locally as a
+subprocess of ``abalone train`` / ``abalone run`` and as a SageMaker training job.
+
+    python -m jobs.train [--<hyperparameter> VALUE ...] [--dataset-version V] [--ingest-id I]
+                         [--data-quality passed] [--report-path URI] [--summary-json URI]
+
+The environment contract is :mod:`jobs.training.contract`; ``MLFLOW_TRACKING_URI`` and
+``ABALONE_ENV`` (experiment ``abalone-<env>``) come through the settings loader. An unknown
+hyperparameter is a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from jobs.adapters.settings import default_environ, environment
+from jobs.core.errors import AbaloneError
+from jobs.training.contract import channels_from_env, parse_args, resolve_lineage, write_failure
+from jobs.training.fit import train
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    default_environ(
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="3",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="60",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    environ = environment()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    quiet = ("mlflow.tracking.request_header.registry", "alembic", "mlflow.store.db.utils")
+    # mlflow.sklearn warns about cloudpickle; the format is a deliberate choice (DESIGN §5).
+    for name in (*quiet, "mlflow.sklearn"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        params, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+        channels, model_dir, output_dir = channels_from_env(environ)
+        lineage = resolve_lineage(channels, overrides, environ)
+        train(channels, model_dir=model_dir, output_dir=output_dir, params=params, lineage=lineage)
+    except AbaloneError as err:
+        write_failure(err, environ)
+        sys.stderr.write(f"error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt as err:
+        write_failure(err, environ)
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
