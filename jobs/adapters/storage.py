@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -204,6 +205,36 @@ class S3Store:
         for rel, path in _walk(local_dir):
             self.put_bytes(f"{prefix.strip('/')}/{rel}", path.read_bytes())
         return self.uri(prefix)
+
+
+def get_tree(store: Store, prefix: str, local_dir: Path) -> Path:
+    """Copy every object under ``prefix/`` into ``local_dir`` (the inverse of ``put_tree``).
+
+    All or nothing: the files land in a temporary sibling directory that replaces ``local_dir``
+    only once every object is read; a failure leaves ``local_dir`` as it was.
+    """
+    prefix = _check_key(prefix)
+    keys = [k for k in store.list(prefix) if k.startswith(prefix + "/")]
+    if not keys:
+        raise StorageError(f"nothing stored under {store.uri(prefix)}")
+    local_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{local_dir.name}-", dir=local_dir.parent))
+    try:
+        for key in keys:
+            target = tmp / _check_key(key[len(prefix) + 1 :])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(store.get_bytes(key))
+        old = None
+        if local_dir.exists():
+            old = local_dir.with_name(f".old-{local_dir.name}-{os.getpid()}")
+            local_dir.rename(old)
+        tmp.rename(local_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return local_dir
 
 
 def open_store(uri: str, *, s3_client: Any = None) -> Store:

@@ -1,13 +1,17 @@
 """What a person opens of a deployed stack: the managed MLflow UI (a presigned URL) and the
-data-quality reports (presigned links; the buckets stay private)."""
+data-quality reports (presigned links, or a local copy of a whole report site that opens with no
+network; the buckets stay private)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from jobs.adapters.storage import get_tree, open_store
 from jobs.aws import launcher
 from jobs.aws.launcher import StackResources
 from jobs.core.errors import ServiceError, UsageError
@@ -125,3 +129,37 @@ def list_reports(
             )
         )
     return reports
+
+
+_INGEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def download_report(
+    reports_uri: str, dest: Path, *, ingest_id: str | None = None, s3: Any = None
+) -> Path:
+    """Copy one ingest's report (its Data Docs site with the vendored assets, and the summary)
+    from the reports store into ``dest/<ingest_id>/`` and return the local page to open.
+
+    A presigned link covers one object, while a report page loads its styles, scripts and other
+    pages by relative links; the local copy opens whole, with no network. ``ingest_id``: default
+    the newest report.
+    """
+    store = open_store(reports_uri, s3_client=s3)
+    if ingest_id is None:
+        ids = sorted(
+            {
+                k.split("/", 1)[0]
+                for k in store.list()
+                if k.count("/") == 1 and k.endswith("/summary.json")
+            }
+        )
+        if not ids:
+            raise UsageError(f"no data-quality reports in {reports_uri} yet")
+        ingest_id = ids[-1]
+    elif not _INGEST_ID.match(ingest_id):
+        raise UsageError(f"invalid ingest id {ingest_id!r}")
+    if not store.list(ingest_id):
+        raise UsageError(f"no report {ingest_id!r} in {reports_uri}")
+    local = get_tree(store, ingest_id, dest / ingest_id)
+    index = local / "data_docs" / "index.html"
+    return index if index.is_file() else local / "summary.json"

@@ -3,6 +3,7 @@ links to the data-quality reports); resources come from the stack's SSM paramete
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -43,13 +44,38 @@ def reports_command(
     expires: Annotated[
         int, typer.Option("--expires", min=60, help="Seconds the presigned links stay valid.")
     ] = 3600,
+    download: Annotated[
+        Path | None,
+        typer.Option(
+            "--download",
+            help="Copy a whole report site into this directory and print the page to open "
+            "(opens with no network; a presigned link shows one page without its styles).",
+        ),
+    ] = None,
+    ingest: Annotated[
+        str | None,
+        typer.Option("--ingest", help="With --download: this ingest id (default newest)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the stack's data-quality reports with presigned links (the buckets stay private)."""
+    """List the stack's data-quality reports with presigned links (the buckets stay private),
+    or with --download copy one report site to this machine."""
     from jobs.aws import launcher  # lazy: boto3, pandas: AWS only
     from jobs.aws import reports as stack_reports
 
     resources = launcher.resolve_stack(stack)
+    if download is not None:
+        page = stack_reports.download_report(
+            f"s3://{resources.reports_bucket}",
+            download,
+            ingest_id=ingest,
+            s3=launcher._client("s3", resources.region),
+        )
+        if as_json:
+            print_json({"page": str(page)})
+        else:
+            console.print(f"report copied; open {page}", highlight=False, soft_wrap=True)
+        return
     reports = stack_reports.list_reports(resources, limit=limit, expires_s=expires)
     if as_json:
         print_json([r.to_dict() for r in reports])

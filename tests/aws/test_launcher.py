@@ -263,3 +263,37 @@ def test_cli_status_and_reports(stack):
     (report,) = json.loads(listed.stdout)
     assert report["ingest_id"] == "20261126T120000000000Z-cccccc" and report["report_url"] is None
     assert "Signature" in report["summary_url"]
+
+
+def test_reports_download_copies_the_newest_site_whole(stack, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
+
+    runner = CliRunner()
+    monkeypatch.setenv("ABALONE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ABALONE_REPORTS", "s3://dev-reports")
+    batch = tmp_path / "batch.csv"
+    batch.write_bytes(to_csv_bytes(make_abalone(300, seed=3)))
+    ingested = runner.invoke(app, ["ingest", "--source", str(batch), "--json"])
+    assert ingested.exit_code == 0, ingested.output
+    ingest_id = json.loads(ingested.stdout)["ingest_id"]
+
+    got = runner.invoke(app, ["reports", "--stack", "dev", "--download", str(tmp_path / "r")])
+    assert got.exit_code == 0, got.output
+    page = tmp_path / "r" / ingest_id / "data_docs" / "index.html"
+    assert str(page) in got.output.replace("\n", "")
+    assert ingest_id in page.read_text()
+    assert list(page.parent.glob("static/vendor/*")), "the vendored styles and scripts came along"
+    again = runner.invoke(
+        app, ["reports", "--stack", "dev", "--download", str(tmp_path / "r"), "--ingest", ingest_id]
+    )
+    assert again.exit_code == 0 and page.is_file()  # a second copy replaces the first whole
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]
+
+    for bad, message in (("../etc", "invalid ingest id"), ("20990101T0Z-x", "no report")):
+        out = runner.invoke(
+            app, ["reports", "--stack", "dev", "--download", str(tmp_path / "r"), "--ingest", bad]
+        )
+        assert out.exit_code == 2 and message in out.output, out.output

@@ -218,6 +218,7 @@ def test_validation_page_renders_results_with_no_network(site, tmp_path):
 def test_site_published_to_s3_is_complete_with_content_types(
     abalone_home, tmp_path, aws_env, monkeypatch
 ):
+    from jobs.aws.reports import download_report
     from jobs.cli import app
 
     s3 = boto3.client("s3")
@@ -229,12 +230,11 @@ def test_site_published_to_s3_is_complete_with_content_types(
     assert result.exit_code == 0, result.output
     ingest_id = json.loads(result.stdout)["ingest_id"]
     prefix = f"dev/{ingest_id}/data_docs/"
-    listing = s3.list_objects_v2(Bucket="abalone-reports", Prefix=prefix)["Contents"]
-    local = tmp_path / "downloaded"
-    for obj in listing:
-        target = local / obj["Key"][len(prefix) :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(s3.get_object(Bucket="abalone-reports", Key=obj["Key"])["Body"].read())
+    # what `abalone reports --download` does: the whole site, opened from disk
+    page = download_report("s3://abalone-reports/dev", tmp_path / "downloaded", s3=s3)
+    local = tmp_path / "downloaded" / ingest_id / "data_docs"
+    assert page == local / "index.html"
+    assert (tmp_path / "downloaded" / ingest_id / "summary.json").is_file()
     html_pages = pages(local)
     assert len(html_pages) == 5
     assert [ref for p in html_pages for ref in external_refs(p)] == []
