@@ -317,7 +317,6 @@ def _open_capture(source: str, s3_client: Any = None) -> tuple[Store, list[str]]
 # ---- streaming: files in blocks, blocks parsed column-wise ----------------------------------------
 
 BLOCK_BYTES = 16 * 1024 * 1024  # text parsed at a time: ~36,000 SageMaker records
-_SLOW_BELOW = 256  # a block pyarrow rejects is halved until this many lines, then read line by line
 
 _PAYLOAD = pa.struct(
     [("observedContentType", pa.string()), ("encoding", pa.string()), ("data", pa.string())]
@@ -485,12 +484,23 @@ def _stamps(meta: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     micros = np.full(len(text), np.iinfo(np.int64).min, dtype=np.int64)
     chosen = ok & present
     if chosen.any():
-        raw = pc.replace_substring_regex(text.filter(pa.array(chosen)), "Z$", "")
-        try:
-            stamps = pc.cast(raw, pa.timestamp("us"))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return micros, ~present  # an impossible date somewhere: those records go line by line
-        micros[chosen] = stamps.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        picked = text.filter(pa.array(chosen))
+        whole = pc.strptime(
+            pc.utf8_slice_codeunits(picked, 0, 19),
+            format="%Y-%m-%dT%H:%M:%S",
+            unit="us",
+            error_is_null=True,  # an impossible date: that record is read line by line
+        )
+        fraction = pc.utf8_rpad(
+            pc.fill_null(pc.extract_regex(picked, r"\.(?P<f>[0-9]+)").field("f"), ""), 6, "0"
+        )
+        value = whole.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        valid = _mask(whole.is_valid())
+        value = np.where(valid, value, 0).astype(np.int64)
+        value += pc.cast(fraction, pa.int64()).to_numpy(zero_copy_only=False)
+        where = np.flatnonzero(chosen)
+        micros[where[valid]] = value[valid]
+        ok[where[~valid]] = False
     return micros, ok
 
 
@@ -535,21 +545,45 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             body = None
+        where = np.flatnonzero(json_rows)
         if body is not None and body.num_rows == len(texts):
             preds = _strings(body.column("predictions"))
-            single = _mask(pc.equal(pc.list_value_length(preds), 1))
+            length = pc.fill_null(pc.list_value_length(preds), 0).to_numpy(zero_copy_only=False)
             value = pc.struct_field(pc.list_flatten(pc.list_slice(preds, 0, 1)), "rings")
             got = np.full(len(texts), np.nan)
-            got[single] = value.to_numpy(zero_copy_only=False)
-            good = single & np.isfinite(got)
-            where = np.flatnonzero(json_rows)
-            rings[where[good]] = got[good]
-            known[where[good]] = True
+            got[length >= 1] = value.to_numpy(zero_copy_only=False)
+            got[length != 1] = np.nan
             names = _strings(body.column("model_version")).to_pylist()
-            for i, g, v in zip(where, good, names, strict=True):
-                if g and v is not None:
-                    versions[i] = v
+        else:  # some answer does not fit the schema: each is read by json.loads
+            answers = [_answer(text) for text in texts.to_pylist()]
+            got = np.array([np.nan if a is None else a[0] for a in answers], dtype=float)
+            names = [None if a is None else a[1] for a in answers]
+        good = np.isfinite(got)
+        rings[where[good]] = got[good]
+        known[where[good]] = True
+        for i, g, v in zip(where, good, names, strict=True):
+            if g and v is not None:
+                versions[i] = v
     return rings, known, versions
+
+
+def _answer(text: str) -> tuple[float, str | None] | None:
+    """``(rings, model_version)`` of our one-row JSON answer, or None (read line by line)."""
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    preds, version = body.get("predictions"), body.get("model_version")
+    if not isinstance(preds, list) or len(preds) != 1 or not isinstance(preds[0], dict):
+        return None
+    value = preds[0].get("rings")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if version is not None and not isinstance(version, str):
+        return None
+    return float(value), version
 
 
 @dataclass
@@ -563,21 +597,58 @@ class _Part:
     preds: np.ndarray
 
 
-def _vectorised(lines: list[bytes], since_us: int | None) -> tuple[np.ndarray, _Part, dict] | None:
-    """Parse a block column-wise; ``slow`` marks the lines to read one by one, or None if pyarrow
-    cannot read the block as capture records at all (then it is halved)."""
+def _as_table(lines: list[bytes]) -> pa.Table:
+    """The block's lines as a table of :data:`_LINE_SCHEMA`: by ``pyarrow.json`` when every line
+    fits the schema, else line by line through ``json.loads`` (a line that does not fit - not
+    JSON, not an object, a field of another type - gets a null ``captureData``: it is read by
+    :func:`parse_line`, which says why it is skipped)."""
+    data = b"\n".join(lines)
     try:
         table = pa_json.read_json(
-            io.BytesIO(b"\n".join(lines)),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=BLOCK_BYTES * 2),
+            io.BytesIO(data),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="ignore"
             ),
         )
+        if table.num_rows == len(lines):
+            return table
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if table.num_rows != len(lines):
-        return None
+        pass
+    return pa.Table.from_pylist([_fitted(line) for line in lines], schema=_LINE_SCHEMA)
+
+
+def _fitted(line: bytes) -> dict[str, Any]:
+    """One line reduced to :data:`_LINE_SCHEMA` (``{}`` unless every field read is text)."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(obj, dict):
+        return {}
+    capture, meta = obj.get("captureData"), obj.get("eventMetadata", {})
+    if not isinstance(capture, dict) or not isinstance(meta, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for part in ("endpointInput", "endpointOutput"):
+        block = capture.get(part)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            return {}
+        fields = {k: block.get(k) for k in ("observedContentType", "encoding", "data")}
+        if any(v is not None and not isinstance(v, str) for v in fields.values()):
+            return {}
+        out[part] = fields
+    stamp = meta.get("inferenceTime")
+    if stamp is not None and not isinstance(stamp, str):
+        return {}
+    return {"captureData": out, "eventMetadata": {"inferenceTime": stamp}}
+
+
+def _vectorised(lines: list[bytes], since_us: int | None) -> tuple[np.ndarray, _Part, dict]:
+    """Parse a block column-wise: the rows read and ``slow``, the lines to read one by one."""
+    table = _as_table(lines)
     capture = _strings(table.column("captureData"))
     request = _child(capture, "endpointInput")
     texts, usable = _csv_texts(request)
@@ -698,17 +769,8 @@ class CaptureScan:
             return
         lines = [line for _, line in numbered]
         since_us = None if self.since is None else _micros(self.since)
-        parsed = _vectorised(lines, since_us)
-        if parsed is None and len(lines) > _SLOW_BELOW:
-            half = len(numbered) // 2
-            yield from self._block(key, numbered[:half])
-            yield from self._block(key, numbered[half:])
-            return
-        if parsed is None:
-            slow, part, meta = np.ones(len(lines), dtype=bool), None, None
-        else:
-            slow, part, meta = parsed
-        pieces = [] if part is None else [part]
+        slow, part, meta = _vectorised(lines, since_us)
+        pieces = [part]
         records = []
         for i in np.flatnonzero(slow):
             record = self._record(key, *numbered[i])
@@ -716,13 +778,13 @@ class CaptureScan:
                 records.append((int(i), record))
         if records:
             pieces.append(_records_part(records))
-        if meta is not None:
+        if meta["records"]:
             self.batch.records += meta["records"]
             self._formats["sagemaker"] += meta["records"]
             self._versions.update(meta["versions"])
-            for value in (meta["first"], meta["last"]):
-                if value is not None:
-                    self._seen(_EPOCH + timedelta(microseconds=value))
+        for value in (meta["first"], meta["last"]):
+            if value is not None:
+                self._seen(_EPOCH + timedelta(microseconds=value))
         chunk = _merge(pieces)
         if chunk is not None:
             self._rows += len(chunk[0])
