@@ -13,6 +13,6 @@ def default_data() -> Path:
     env = os.environ.get("ABALONE_DATA")
     if env:
         return Path(env)
-    from jobs.fetch import shipped_data_path
+    from jobs.adapters.fetch import shipped_data_path
 
     return shipped_data_path()

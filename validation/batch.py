@@ -123,6 +123,7 @@ def _validate(
             name=contract.suite_name(contract.CRITICAL, with_target, not structure_ok),
             expectations=lambda: contract.critical_expectations(expected, not structure_ok),
             frame=text,
+            notes=contract.SUITE_NOTES[contract.CRITICAL],
         )
     ]
     if structure_ok:
@@ -131,6 +132,7 @@ def _validate(
                 name=contract.suite_name(contract.WARNING, with_target),
                 expectations=lambda: contract.warning_expectations(with_target),
                 frame=contract.numeric_frame(text, with_target),
+                notes=contract.SUITE_NOTES[contract.WARNING],
             )
         )
     gx_results = runtime().run(runs, run_name=run_name, docs_dir=docs_dir)

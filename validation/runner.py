@@ -1,6 +1,7 @@
 """Running the suites with Great Expectations 1.x: an ephemeral context with a pandas datasource,
 one whole-dataframe batch definition, validation definition and checkpoint per suite, and an
-``UpdateDataDocsAction`` that builds the Data Docs site into the caller's ``docs_dir``.
+``UpdateDataDocsAction`` that builds the Data Docs site into the caller's ``docs_dir``, made
+self-contained afterwards (vendored CSS/JS/fonts, relative links: ``validation.offline``).
 
 Without a ``docs_dir`` the same suites run on the same batch through ``Batch.validate`` instead of
 the checkpoint: identical expectations and results, minus the checkpoint's store round trips
@@ -25,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from validation.offline import make_self_contained
+
 log = logging.getLogger(__name__)
 
 SITE_NAME = "abalone_data_docs"
@@ -41,10 +44,15 @@ class SuiteRun:
     name: str
     expectations: Callable[[], list]
     frame: pd.DataFrame
+    notes: str | None = None  # markdown, shown on the suite's and its validations' Data Docs pages
 
 
 _PAGE_VIEW = {"module_name": "validation.docs_views", "class_name": "CachedJinjaPageView"}
 _INDEX_VIEW = {"module_name": "validation.docs_views", "class_name": "CachedJinjaIndexPageView"}
+_VALIDATION_RENDERER = {
+    "module_name": "validation.docs_views",
+    "class_name": "SeverityValidationResultsPageRenderer",
+}
 
 
 def _site_config(base_directory: Path) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def _site_config(base_directory: Path) -> dict[str, Any]:
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _INDEX_VIEW},
         "site_section_builders": {
             "expectations": {"view": _PAGE_VIEW},
-            "validations": {"view": _PAGE_VIEW},
+            "validations": {"view": _PAGE_VIEW, "renderer": _VALIDATION_RENDERER},
             "profiling": "None",
         },
     }
@@ -100,7 +108,9 @@ class GXRuntime:
         try:
             suite = suites.get(run.name)
         except Exception:  # GX raises its own not-found error types; any failure means "add it"
-            suite = suites.add(gx.ExpectationSuite(name=run.name, expectations=run.expectations()))
+            suite = suites.add(
+                gx.ExpectationSuite(name=run.name, expectations=run.expectations(), notes=run.notes)
+            )
         vd_name = f"{run.name}_definition"
         try:
             definition = self.context.validation_definitions.get(vd_name)
@@ -165,6 +175,8 @@ class GXRuntime:
                 else:
                     outcome = self._checkpoint(run).run(batch_parameters=parameters, run_id=run_id)
                     results.extend(outcome.run_results.values())
+            if docs_dir is not None:
+                make_self_contained(docs_dir)
         return results
 
 

@@ -10,7 +10,11 @@ Two suites, because they look at two views of the same rows:
   not heavier than the whole animal beyond a tolerance. Failing rows are quarantined with reasons;
   the batch is accepted while the anomalous fraction stays within the configured limit.
 
-Every expectation carries its severity both in GX's own ``severity`` field and in ``meta``.
+Every expectation carries its severity both in GX's own ``severity`` field and in ``meta``. The
+Data Docs show it to a reader (a data steward must not read "Failed" on the warning suite as a
+rejected batch): the suite names end in what a failure does (``…_critical_rejects_batch``,
+``…_warning_quarantines_rows``), and each suite's notes (:data:`SUITE_NOTES`) say it on the suite
+page and, under the status, on every validation page (``validation.docs_views``).
 
 Bounds and tolerances (units as published: mm/200 and g/200), chosen against the real UCI file
 (max length 0.815, diameter 0.65, whole weight 2.83, rings 29) with a generous margin:
@@ -53,6 +57,19 @@ INTEGER_REGEX = r"^[+-]?\d+(?:\.0*)?$"
 
 CRITICAL = "critical"
 WARNING = "warning"
+#: What a failure does: the end of each suite name, and the suite's notes (markdown).
+CONSEQUENCE = {CRITICAL: "rejects_batch", WARNING: "quarantines_rows"}
+SUITE_NOTES = {
+    CRITICAL: (
+        "**Severity: critical.** Any failed expectation in this suite rejects the whole batch."
+    ),
+    WARNING: (
+        "**Severity: warning.** Rows failing these expectations are quarantined with their "
+        "reasons and the rest of the batch is accepted, unless the quarantined rows are more than "
+        "the policy's `max_warning_fraction` of the batch. *Failed* on this suite means that rows "
+        "were quarantined, not by itself that the batch was rejected."
+    ),
+}
 
 
 def expected_columns(with_target: bool = True) -> list[str]:
@@ -65,8 +82,10 @@ def ratio_column(component: str) -> str:
 
 
 def suite_name(kind: str, with_target: bool, structure_only: bool = False) -> str:
+    """``abalone_batch_critical_rejects_batch``, ``abalone_features_warning_quarantines_rows``…"""
     scope = "batch" if with_target else "features"
-    return f"abalone_{scope}_{kind}" + ("_structure" if structure_only else "")
+    structure = "_structure" if structure_only else ""
+    return f"abalone_{scope}_{kind}{structure}_{CONSEQUENCE[kind]}"
 
 
 def _meta(severity: str, rule: str) -> dict:

@@ -8,6 +8,7 @@ atomic (local: temp file + ``os.replace``; S3: a single PUT). Raw data is writte
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import tempfile
 from collections.abc import Iterator
@@ -159,6 +160,9 @@ class S3Store:
     def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> str:
         full = self.key(key)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": full, "Body": data}
+        content_type = mimetypes.guess_type(full)[0]
+        if content_type:  # a browser opening a report page (or its CSS/JS) needs the real type
+            kwargs["ContentType"] = content_type
         if not overwrite:
             kwargs["IfNoneMatch"] = "*"  # conditional write: never replace raw data
         self._call("put", self.client.put_object, **kwargs)

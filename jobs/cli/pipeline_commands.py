@@ -233,7 +233,7 @@ def approve(
 
     settings = settings_for(env)
     check_tracking(settings.tracking_uri)
-    Registry.fromsettings_for(settings).approve(version, by)
+    Registry.from_settings(settings).approve(version, by)
     console.print(
         f"approved abalone-age v{version} by {by.strip()}; promote it with "
         f"`abalone promote --version {version} --env {settings.env}`",
@@ -250,7 +250,7 @@ def rollback(env: EnvOption = "dev", as_json: JsonOption = False) -> None:
 
     settings = settings_for(env)
     check_tracking(settings.tracking_uri)
-    registry = Registry.fromsettings_for(settings)
+    registry = Registry.from_settings(settings)
     before = registry.alias("champion")
     aliases = registry.rollback()
     payload = {

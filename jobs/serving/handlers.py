@@ -6,6 +6,7 @@ calls per request, and what ``abalone serve`` serves locally::
     prediction = predict_fn(data, model)
     body, content_type = output_fn(prediction, accept)
 
+The image's default model server calls :func:`transform_fn`, which chains them.
 Model directory: what ``jobs/train.py`` writes to ``SM_MODEL_DIR`` (``model.joblib`` + optional
 ``metadata.json``), or an MLflow model directory (``MLmodel`` + cloudpickled ``model.pkl``). The
 request contract is :mod:`jobs.core.contract`; predictions go through the verified numpy fast path
@@ -58,6 +59,7 @@ __all__ = [
     "output_fn",
     "parse_request",
     "predict_fn",
+    "transform_fn",
 ]
 
 log = logging.getLogger(__name__)
@@ -235,3 +237,31 @@ def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
     except InvalidInput as err:
         raise _for_container(err) from err
     return render(prediction, kind)
+
+
+def transform_fn(
+    model: ServingModel, request_body: str | bytes, content_type: str | None, accept: str | None
+) -> Any:
+    """One request in the SageMaker scikit-learn image's model server (sagemaker-containers under
+    gunicorn): ``input_fn`` → ``predict_fn`` → ``output_fn``, a bad request answered with its 4xx
+    and ``{"error": message}`` as ``abalone serve`` does. That server turns any exception of a
+    handler into a 500 but passes a response object through, so the error is returned as one."""
+    try:
+        choose_accept(accept)  # 406 before any work, as abalone serve
+        return output_fn(predict_fn(input_fn(request_body, content_type), model), accept)
+    except InvalidInput as err:
+        response = _container_response_class()
+        if response is None:
+            raise
+        body = json.dumps({"error": err.message})
+        return response(response=body, status=err.status_code, mimetype=JSON_TYPE)
+
+
+@functools.cache
+def _container_response_class() -> Any:
+    try:
+        # optional: sagemaker-containers exists only in the SageMaker scikit-learn image
+        from sagemaker_containers.beta.framework import worker
+    except ImportError:  # not in the image
+        return None
+    return worker.Response

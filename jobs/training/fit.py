@@ -145,7 +145,7 @@ def train(
         if summary := _read_summary(lineage.summary_json):
             mlflow.log_dict(summary, "data_quality/summary.json")
         info = _log_model(model, X["train"])
-        _write_model_dir(model, model_dir, run_id, dataset_version, metrics, params)
+        metadata = _write_model_dir(model, model_dir, run_id, dataset_version, metrics, params)
         mlflow.log_artifacts(str(model_dir), artifact_path="model_dir")
 
     version = None
@@ -154,6 +154,7 @@ def train(
             Registry(settings.tracking_uri, client=client),
             info,
             run_id,
+            lambda v: write_json(model_dir / "metadata.json", {**metadata, "model_version": v}),
             {
                 "dataset_version": dataset_version,
                 "run_id": run_id,
@@ -252,29 +253,36 @@ def _write_model_dir(
     dataset_version: str,
     metrics: dict[str, float],
     params: dict[str, Any],
-) -> None:
+) -> dict[str, Any]:
     """What SageMaker serves: ``model.joblib`` + ``metadata.json`` (next to the profile)."""
     joblib.dump(model, model_dir / "model.joblib")
-    write_json(
-        model_dir / "metadata.json",
-        {
-            "model_name": MODEL_NAME,
-            "run_id": run_id,
-            "dataset_version": dataset_version,
-            "metrics": metrics,
-            "params": params,
-            "features": list(FEATURES),
-            "target": TARGET,
-            "sklearn_version": sklearn.__version__,
-        },
-    )
+    metadata = {
+        "model_name": MODEL_NAME,
+        "run_id": run_id,
+        "dataset_version": dataset_version,
+        "metrics": metrics,
+        "params": params,
+        "features": list(FEATURES),
+        "target": TARGET,
+        "sklearn_version": sklearn.__version__,
+    }
+    write_json(model_dir / "metadata.json", metadata)
+    return metadata
 
 
-def _register(registry: Registry, info: Any, run_id: str, tags: dict[str, str]) -> str:
-    """Register the logged model, then move ``@challenger``; an incomplete registration is
-    deleted again, so no half-registered version or moved alias is left behind."""
+def _register(
+    registry: Registry,
+    info: Any,
+    run_id: str,
+    name_version: Any,
+    tags: dict[str, str],
+) -> str:
+    """Register the logged model, name the version in the served model's metadata (SageMaker packs
+    the model directory after the script), then move ``@challenger``; an incomplete registration
+    is deleted again, so no half-registered version or moved alias is left behind."""
     version = registry.register(info.model_uri, run_id=run_id, model_id=info.model_id, tags=tags)
     try:
+        name_version(version)
         registry.set_alias(CHALLENGER, version)
         registry.client.set_tag(run_id, "registered_version", version)
     except BaseException:

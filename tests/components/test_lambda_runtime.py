@@ -175,6 +175,7 @@ DISTRIBUTION = {"sklearn": "scikit-learn", "mlflow": "mlflow-skinny"}
 NOT_NEEDED = {
     "botocore": "comes with boto3",
     "sagemaker_inference": "optional import, provided by the SageMaker serving container",
+    "sagemaker_containers": "optional import, the SageMaker scikit-learn image's model server",
     "uvicorn": "jobs.serve, the local HTTP server (local system test only)",
 }
 

@@ -445,6 +445,11 @@ def test_code_archives_contain_the_entry_points_and_the_gx_suite(program):
     members = archive_members(libs.inputs["source"])
     for rel in (*ENTRY_POINTS, "validation/suite.py"):
         assert rel in members, f"Glue/Lambda archive lacks {rel}"
+    # the Glue ingest builds Data Docs: the vendored report assets and their licences ship too
+    assets = REPO / "validation" / "assets"
+    vendored = {p.relative_to(REPO).as_posix() for p in assets.rglob("*") if p.is_file()}
+    assert "validation/assets/bootstrap@4.3.1/LICENSE" in vendored
+    assert vendored <= members, f"Glue/Lambda archive lacks {sorted(vendored - members)[:3]}"
     assert not [m for m in members if "__pycache__" in m]
     # the Lambda image copies the same packages (its build context keeps jobs/ and validation/)
     assert members <= set(lambda_context_files())
@@ -463,7 +468,7 @@ def test_code_archives_contain_the_entry_points_and_the_gx_suite(program):
     ):
         assert rel in names, f"sourcedir.tar.gz lacks {rel}"
     assert 'run_module("jobs.train"' in shim
-    assert "from jobs.inference import input_fn, model_fn, output_fn, predict_fn" in serving
+    assert "from jobs.inference import model_fn, transform_fn" in serving
 
 
 def test_sourcedir_is_reproducible(tmp_path):

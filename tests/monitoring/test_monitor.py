@@ -27,6 +27,7 @@ from jobs.monitoring.reference import resolve_reference
 from jobs.pipeline import retrain_safely
 from jobs.serving.handlers import Rows
 from tests.core.test_drift import WEIGHTS, quick_model
+from tests.html_assets import external_refs, missing_local_refs
 
 # The injected clock: every test here passes `now=NOW` (or derives times from the real clock), so
 # capture "from the last hour" stays recent whatever the date the suite runs on.
@@ -270,6 +271,11 @@ def test_replay_shows_no_drift_and_writes_reports(tmp_path, model, profile_path)
     assert Path(saved["data_quality"]["report_html"]).is_file()
     assert set(saved["drift_detail"]["features"]) == set(FEATURES)
     assert not list(run_dir.rglob(".tmp-*"))
+    # every page of the run (drift report, Data Docs) renders from local files only
+    pages = [p for p in run_dir.rglob("*.html") if "static/vendor" not in p.as_posix()]
+    assert len(pages) == 6  # report.html; Data Docs index, 2 suite and 2 validation pages
+    assert [ref for p in pages for ref in external_refs(p)] == []
+    assert [ref for p in pages for ref in missing_local_refs(p)] == []
 
 
 def test_juveniles_from_s3_sagemaker_capture_are_flagged(aws_env, tmp_path, model, profile):

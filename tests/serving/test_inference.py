@@ -32,7 +32,14 @@ from jobs.core.model import build_model
 from jobs.core.schema import FEATURES, NUMERIC_FEATURES
 from jobs.core.synthetic import make_abalone
 from jobs.serving import fastpath, handlers
-from jobs.serving.handlers import InvalidInput, input_fn, model_fn, output_fn, predict_fn
+from jobs.serving.handlers import (
+    InvalidInput,
+    input_fn,
+    model_fn,
+    output_fn,
+    predict_fn,
+    transform_fn,
+)
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -444,3 +451,17 @@ def test_errors_become_toolkit_errors_inside_the_sagemaker_container(monkeypatch
         assert info.value.status_code == 406
     finally:
         handlers._toolkit_error_class.cache_clear()
+
+
+def test_transform_fn_chains_the_handlers_outside_the_image(model):
+    """Outside the image (no sagemaker_containers) transform_fn raises InvalidInput like the
+    handlers; in the image it returns the error response (tests/container)."""
+    row = "M,0.4,0.3,0.1,0.5,0.2,0.1,0.15"
+    want = output_fn(predict_fn(input_fn(row, CSV), model), CSV)
+    assert transform_fn(model, row, CSV, CSV) == want
+    with pytest.raises(InvalidInput) as info:
+        transform_fn(model, "X" + row[1:], CSV, None)
+    assert info.value.status_code == 422 and "'sex'" in info.value.message
+    with pytest.raises(InvalidInput) as info:
+        transform_fn(model, "not csv at all", CSV, "image/png")
+    assert info.value.status_code == 406  # Accept is checked first, as abalone serve does

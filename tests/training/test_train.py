@@ -119,6 +119,7 @@ def check_trained(uri: str, work: Path, version_tag: str) -> dict:
     model_dir = work / "model"
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["run_id"] == result["run_id"] and meta["features"] == list(FEATURES)
+    assert meta["model_version"] == v  # what the endpoint answers as "model_version"
     profile = json.loads((model_dir / "reference_profile.json").read_text())
     assert profile["kind"] == "abalone-reference-profile"
 
