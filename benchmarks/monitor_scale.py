@@ -157,6 +157,9 @@ def child(code: str, capture: str, reference: str, cpu: int) -> None:
     """The drift job, as ``drift_handler`` calls it, on one CPU; prints the summary's counts."""
     os.sched_setaffinity(0, {cpu})
     sys.path.insert(0, code)
+    # an editable install's import hook would fill in modules the other checkout lacks from this one
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__name__.lower()]
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", "")]
     import logging
 
     logging.disable(logging.WARNING)
@@ -167,6 +170,9 @@ def child(code: str, capture: str, reference: str, cpu: int) -> None:
         from jobs.monitor import monitor
         from jobs.settings import load_settings
 
+    loaded = Path(sys.modules[monitor.__module__].__file__).resolve()
+    if not loaded.is_relative_to(Path(code).resolve()):
+        raise SystemExit(f"measured the wrong code: {loaded} is not under {code}")
     with tempfile.TemporaryDirectory(prefix="abalone-scale-home-") as home:
         settings = load_settings("dev", home=home)
         out = monitor(settings, capture=capture, since="24h", reference=reference, now=DAY_END)
@@ -180,6 +186,7 @@ def child(code: str, capture: str, reference: str, cpu: int) -> None:
                     "skipped": cap["skipped_lines"],
                     "sampled_rows": cap.get("sampled_rows", cap["rows"]),
                     "data_quality_rows": (out.summary.get("data_quality") or {}).get("rows_total"),
+                    "code": str(loaded.parent.parent),
                 }
             )
         )

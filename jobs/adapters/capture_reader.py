@@ -28,7 +28,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -512,7 +512,7 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     n = len(payload)
     rings = np.full(n, np.nan)
-    versions: list[str | None] = [None] * n
+    versions = np.full(n, None, dtype=object)
     present = _mask(payload.is_valid()) & rows
     known = ~present  # no output: no prediction, nothing to read
     if not present.any():
@@ -561,9 +561,7 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         good = np.isfinite(got)
         rings[where[good]] = got[good]
         known[where[good]] = True
-        for i, g, v in zip(where, good, names, strict=True):
-            if g and v is not None:
-                versions[i] = v
+        versions[where[good]] = np.asarray(names, dtype=object)[good]
     return rings, known, versions
 
 
@@ -597,11 +595,12 @@ class _Part:
     preds: np.ndarray
 
 
-def _as_table(lines: list[bytes]) -> pa.Table:
-    """The block's lines as a table of :data:`_LINE_SCHEMA`: by ``pyarrow.json`` when every line
-    fits the schema, else line by line through ``json.loads`` (a line that does not fit - not
-    JSON, not an object, a field of another type - gets a null ``captureData``: it is read by
-    :func:`parse_line`, which says why it is skipped)."""
+_MISFITS = 64  # lines pyarrow rejects in one block before the rest of it goes through json.loads
+_ROW_IN_ERROR = re.compile(r" in row (\d+)$")
+
+
+def _arrow_table(lines: list[bytes]) -> tuple[pa.Table | None, int | None]:
+    """``pyarrow.json`` over these lines, or ``(None, index of the line it rejected or None)``."""
     data = b"\n".join(lines)
     try:
         table = pa_json.read_json(
@@ -611,10 +610,40 @@ def _as_table(lines: list[bytes]) -> pa.Table:
                 explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="ignore"
             ),
         )
-        if table.num_rows == len(lines):
-            return table
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        found = _ROW_IN_ERROR.search(str(err))
+        row = int(found.group(1)) if found else None
+        return None, row if row is not None and row < len(lines) else None
+    return (table, None) if table.num_rows == len(lines) else (None, None)
+
+
+def _as_table(lines: list[bytes]) -> pa.Table:
+    """The block's lines as a table of :data:`_LINE_SCHEMA`, one row per line: by ``pyarrow.json``
+    around the lines it rejects, which (and, after :data:`_MISFITS` of them, the rest of the block)
+    go through ``json.loads`` (:func:`_fitted`: a line that does not fit - not JSON, not an object,
+    a field of another type - gets a null ``captureData`` and is read by :func:`parse_line`, which
+    says why it is skipped)."""
+    pieces: list[pa.Table] = []
+    start, misfits = 0, 0
+    while start < len(lines):
+        rest = lines[start:]
+        table, bad = _arrow_table(rest)
+        if table is not None:
+            pieces.append(table)
+            break
+        if bad is None or misfits >= _MISFITS:
+            pieces.append(_fitted_table(rest))
+            break
+        if bad:
+            head, _ = _arrow_table(rest[:bad])
+            pieces.append(head if head is not None else _fitted_table(rest[:bad]))
+        pieces.append(_fitted_table(rest[bad : bad + 1]))
+        start += bad + 1
+        misfits += 1
+    return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+
+
+def _fitted_table(lines: list[bytes]) -> pa.Table:
     return pa.Table.from_pylist([_fitted(line) for line in lines], schema=_LINE_SCHEMA)
 
 
@@ -698,7 +727,7 @@ def _vectorised(lines: list[bytes], since_us: int | None) -> tuple[np.ndarray, _
         "records": int(keep.sum()),
         "first": int(stamps.min()) if stamps.size else None,
         "last": int(stamps.max()) if stamps.size else None,
-        "versions": Counter(v for v, k in zip(versions, keep, strict=True) if k and v),
+        "versions": pd.Series(versions[keep], dtype=object).value_counts().to_dict(),
     }
     return slow, part, meta
 
@@ -755,25 +784,27 @@ class CaptureScan:
                 number = 0
                 for block in _blocks(stream, self.block_bytes):
                     split = block.splitlines()
-                    numbered = [
-                        (number + i, line) for i, line in enumerate(split, start=1) if line.strip()
-                    ]
+                    if b"" in split or any(map(bytes.isspace, split)):  # blank lines: dropped
+                        numbers = [number + i for i, line in enumerate(split, 1) if line.strip()]
+                        lines = [split[n - number - 1] for n in numbers]
+                    else:
+                        numbers, lines = range(number + 1, number + len(split) + 1), split
                     number += len(split)
-                    yield from self._block(key, numbered)
+                    yield from self._block(key, lines, numbers)
             finally:
                 stream.close()
         self._finish()
 
-    def _block(self, key: str, numbered: list[tuple[int, bytes]]) -> Iterator[tuple]:
-        if not numbered:
+    def _block(self, key: str, lines: list[bytes], numbers: Sequence[int]) -> Iterator[tuple]:
+        """The rows of one block's non-blank ``lines`` (``numbers``: their line numbers)."""
+        if not lines:
             return
-        lines = [line for _, line in numbered]
         since_us = None if self.since is None else _micros(self.since)
         slow, part, meta = _vectorised(lines, since_us)
         pieces = [part]
         records = []
         for i in np.flatnonzero(slow):
-            record = self._record(key, *numbered[i])
+            record = self._record(key, numbers[i], lines[i])
             if record is not None:
                 records.append((int(i), record))
         if records:

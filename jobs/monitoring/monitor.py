@@ -1,5 +1,7 @@
-"""``abalone monitor`` (DESIGN §7): read captured traffic (:mod:`jobs.adapters.capture_reader`),
-compare it with the training reference profile (:mod:`jobs.monitoring.reference`, statistics in
+"""``abalone monitor`` (DESIGN §7): stream captured traffic (:mod:`jobs.adapters.capture_reader`)
+into bounded statistics (:class:`jobs.core.drift.LiveStatistics`: exact counts over every row, a
+seeded uniform sample for the KS test, the plots and the data contract), compare it with the
+training reference profile (:mod:`jobs.monitoring.reference`, statistics in
 :mod:`jobs.core.drift`), run the data contract on it, and write ``report.html`` (see
 :mod:`jobs.monitoring.report`), ``summary.json`` and the batch's GX Data Docs under
 ``$ABALONE_HOME/monitoring/<YYYYMMDDTHHMMSSZ>/``. Retraining on drift is a step the caller passes in.
