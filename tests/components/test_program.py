@@ -610,7 +610,7 @@ def test_alarms_cover_errors_latency_pipeline_data_quality_and_drift(program):
 
 
 def test_drift_function_is_sized_for_a_day_of_capture_at_the_autoscaling_ceiling(program):
-    """Sized from benchmarks/monitor_scale.py (10.8 M records: 474 MB peak, 98 s on one core):
+    """Sized from benchmarks/monitor_scale.py (10.8 M records: 460 MB peak, 90 s on one core):
     one full vCPU (1,769 MB) and ~6x the measured time, within Lambda's 900 s limit."""
     p = program.config.prefix
     fn = program.one(FUNCTION, f"{p}-monitoring-drift-function").inputs
