@@ -26,6 +26,16 @@ DRIFT_METRIC = "DriftScore"
 DATA_QUALITY_METRIC = "DataQualityRejections"
 
 
+# The drift job streams the capture (memory bounded by a 100,000-row sample, not by the capture).
+# Measured with benchmarks/monitor_scale.py on one core: 10.8 M SageMaker capture records (a day at
+# the seed ceiling of 10 instances x 750 invocations/min, 5.2 GB) in 90 s at 460 MB peak RSS.
+# 1,769 MB is the size at which Lambda gives one full vCPU (the benchmark's one core), ~3.8x the
+# measured memory; 600 s is ~6.5x the measured time, room for reading 5 GB from S3 and a noisy
+# neighbour. README "Cost" has the figures.
+DRIFT_MEMORY_MB = 1769
+DRIFT_TIMEOUT_S = 600
+
+
 def metric_namespace(stack: str) -> str:
     return f"Abalone/{stack}"
 
@@ -206,8 +216,8 @@ class Monitoring(pulumi.ComponentResource):
                     "ABALONE_METRIC_NAMESPACE": namespace,
                     "ABALONE_STATE_MACHINE_ARN": args.state_machine_arn,
                 },
-                timeout_s=900,
-                memory_mb=2048,
+                timeout_s=DRIFT_TIMEOUT_S,
+                memory_mb=DRIFT_MEMORY_MB,
             ),
             ctx,
         )

@@ -1,5 +1,7 @@
-"""``abalone monitor`` (DESIGN §7): read captured traffic (:mod:`jobs.adapters.capture_reader`),
-compare it with the training reference profile (:mod:`jobs.monitoring.reference`, statistics in
+"""``abalone monitor`` (DESIGN §7): stream captured traffic (:mod:`jobs.adapters.capture_reader`)
+into bounded statistics (:class:`jobs.core.drift.LiveStatistics`: exact counts over every row, a
+seeded uniform sample for the KS test, the plots and the data contract), compare it with the
+training reference profile (:mod:`jobs.monitoring.reference`, statistics in
 :mod:`jobs.core.drift`), run the data contract on it, and write ``report.html`` (see
 :mod:`jobs.monitoring.report`), ``summary.json`` and the batch's GX Data Docs under
 ``$ABALONE_HOME/monitoring/<YYYYMMDDTHHMMSSZ>/``. Retraining on drift is a step the caller passes in.
@@ -18,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.adapters.capture_reader import iso, read_capture
+from jobs.adapters.capture_reader import CaptureScan, iso
 from jobs.adapters.settings import Settings
 from jobs.adapters.storage import LocalStore, Store
-from jobs.core.drift import DriftResult, Thresholds, assess
+from jobs.core.drift import DEFAULT_SAMPLE_ROWS, DriftResult, LiveStatistics, Thresholds, assess
 from jobs.core.errors import SourceError
 from jobs.core.timewindow import parse_since
 from jobs.monitoring.reference import DEFAULT_REFERENCE, resolve_reference
@@ -80,16 +82,33 @@ def monitor(
     retrain: Retrain | None = None,
     progress: Progress | None = None,
     s3_client: Any = None,
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
 ) -> MonitorResult:
-    """Read capture → load reference → drift statistics → GX suite → HTML + JSON report."""
+    """Stream capture → drift statistics → GX suite → HTML + JSON report.
+
+    The capture is read block by block (never whole): PSI, χ² and means count every row; the KS
+    test, the histograms and the data contract use a seeded uniform sample of ``sample_rows`` rows
+    (every row when the capture is no larger). Memory stays bounded whatever the capture's size.
+    """
     step = progress or (lambda _msg: None)
     now = now or datetime.now(UTC)
     since_at = parse_since(since, now)
     source = capture or str(settings.capture_dir)
     t = thresholds or Thresholds.from_policy(settings.policy)
 
+    scan = CaptureScan(source, since=since_at, s3_client=s3_client)  # no capture: fail first
+
+    step(f"loading the reference profile ({reference or DEFAULT_REFERENCE})")
+    ref = resolve_reference(reference, settings, s3_client=s3_client)
+
     step(f"reading captured traffic from {source}")
-    batch = read_capture(source, since=since_at, s3_client=s3_client)
+    live = LiveStatistics(ref.profile, sample_rows=sample_rows)
+    for features, predictions in scan:
+        live.add(features, predictions)
+    batch = scan.batch
+    batch.features, batch.predictions = live.sample_features(), live.sample_predictions()
+    batch.total_rows, batch.total_predictions = live.rows, live.predictions
+    batch.sample_size = sample_rows
     if batch.rows == 0:
         window = f" since {iso(since_at)}" if since_at else ""
         raise SourceError(
@@ -97,12 +116,9 @@ def monitor(
             f"records{window}" + (f" ({batch.skipped} unreadable lines)" if batch.skipped else "")
         )
 
-    step(f"loading the reference profile ({reference or DEFAULT_REFERENCE})")
-    ref = resolve_reference(reference, settings, s3_client=s3_client)
-
     step(f"comparing {batch.rows:,} live rows with the reference")
     preds = batch.predictions if len(batch.predictions) else None
-    result = assess(ref.profile, batch.features, preds, t)
+    result = assess(ref.profile, batch.features, preds, t, live=live if live.sampled else None)
 
     store = LocalStore(settings.monitoring_dir)
     run_id = stamp = now.strftime("%Y%m%dT%H%M%SZ")
@@ -114,7 +130,11 @@ def monitor(
     quality: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="abalone-monitor-") as tmp:
         if run_validation:
-            step("running the data contract on the captured batch (Great Expectations)")
+            step(
+                "running the data contract on the captured "
+                + (f"sample of {len(batch.features):,} rows" if batch.sampled else "batch")
+                + " (Great Expectations)"
+            )
             docs = Path(tmp) / "data_docs"
             quality = _data_quality(batch.features, settings, docs)
             if quality["report_html"] is not None:

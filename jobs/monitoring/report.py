@@ -148,7 +148,17 @@ def render_html(
         (
             "captured",
             f"{cap['rows']:,} rows in {cap['records']:,} records from {cap['files']} "
-            f"file(s); {cap['skipped_lines']} unreadable lines skipped",
+            f"file(s); {cap['skipped_lines']:,} unreadable lines skipped",
+        ),
+        (
+            "sampled",
+            (
+                f"yes: KS tests, histograms and the data contract use a uniform random sample of "
+                f"{cap['sampled_rows']:,} of {cap['rows']:,} rows (and {cap['sampled_predictions']:,}"
+                f" of {cap['predictions']:,} predictions); PSI, χ² and means count every row"
+            )
+            if cap.get("sampled")
+            else f"no: every row is used (sample limit {cap.get('sample_size') or 0:,} rows)",
         ),
         (
             "window",
@@ -186,7 +196,8 @@ def render_html(
         )
         quality_html = (
             f'<p><span class="pill" style="background:{q_colour}">{e(quality["status"])}</span> '
-            f"{quality['rows_flagged']:,} of {quality['rows_total']:,} rows flagged"
+            f"{quality['rows_flagged']:,} of {quality['rows_total']:,} "
+            f"{'sampled ' if cap.get('sampled') else ''}rows flagged"
             f"{link}</p>" + (f"<ul>{problems}</ul>" if problems else "")
         )
     else:

@@ -609,6 +609,17 @@ def test_alarms_cover_errors_latency_pipeline_data_quality_and_drift(program):
     )
 
 
+def test_drift_function_is_sized_for_a_day_of_capture_at_the_autoscaling_ceiling(program):
+    """Sized from benchmarks/monitor_scale.py (10.8 M records: 460 MB peak, 90 s on one core):
+    one full vCPU (1,769 MB) and ~6x the measured time, within Lambda's 900 s limit."""
+    p = program.config.prefix
+    fn = program.one(FUNCTION, f"{p}-monitoring-drift-function").inputs
+    assert fn["memorySize"] == 1769
+    assert fn["timeout"] == 600
+    readme = (REPO / "README.md").read_text()
+    assert "1,769 MB" in readme and "600 s" in readme  # the cost section states the same
+
+
 def test_endpoint_health_alarms_use_the_configured_thresholds_in_the_metric_units(program):
     # production alarms (Monitoring) and blue/green rollback alarms (ModelEndpoint) alike
     alarms = program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
