@@ -20,10 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from jobs.adapters.capture_reader import CaptureScan, iso
+from jobs.adapters.capture_reader import CaptureScan
+from jobs.adapters.capture_records import iso
 from jobs.adapters.settings import Settings
 from jobs.adapters.storage import LocalStore, Store
-from jobs.core.drift import DEFAULT_SAMPLE_ROWS, DriftResult, LiveStatistics, Thresholds, assess
+from jobs.core.drift import DriftResult, Thresholds, assess
+from jobs.core.drift_stream import DEFAULT_SAMPLE_ROWS, LiveStatistics
 from jobs.core.errors import SourceError
 from jobs.core.timewindow import parse_since
 from jobs.monitoring.reference import DEFAULT_REFERENCE, resolve_reference

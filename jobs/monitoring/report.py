@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.adapters.capture_reader import CaptureBatch
+from jobs.adapters.capture_records import CaptureBatch
 from jobs.core.drift import DRIFT, NA, OK, WARN, DriftResult
 from jobs.core.profile import PREDICTION
 

@@ -20,16 +20,12 @@ import pandas as pd
 import pytest
 
 from jobs.adapters import capture_reader
-from jobs.adapters.capture_reader import (
-    CaptureScan,
-    RecordError,
-    _path_hour,
-    _typed,
-    parse_line,
-    read_capture,
-)
+from jobs.adapters.capture_arrow import _typed
+from jobs.adapters.capture_reader import CaptureScan, read_capture
+from jobs.adapters.capture_records import RecordError, _path_hour, parse_line
 from jobs.adapters.settings import load_settings
-from jobs.core.drift import LiveStatistics, Reservoir, assess
+from jobs.core.drift import assess
+from jobs.core.drift_stream import LiveStatistics, Reservoir
 from jobs.core.profile import build_profile
 from jobs.core.schema import FEATURES, NUMERIC_FEATURES
 from jobs.core.synthetic import make_abalone

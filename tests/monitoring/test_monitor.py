@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.adapters.capture import CaptureItem, CaptureWriter
-from jobs.adapters.capture_reader import parse_line, read_capture
+from jobs.adapters.capture_reader import read_capture
+from jobs.adapters.capture_records import parse_line
 from jobs.adapters.settings import load_settings
 from jobs.cli import app
 from jobs.core.errors import SourceError, UsageError
