@@ -43,9 +43,14 @@ class CodeUpload:
     env: dict[str, str]  # how the image's toolkits reach the S3 emulator
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def code_upload(sourcedir, moto_endpoint) -> CodeUpload:
-    """The code package in an S3 bucket (moto on loopback), as ``pulumi up`` leaves it."""
+    """The code package in an S3 bucket (moto on loopback), as ``pulumi up`` leaves it.
+
+    Uploaded per module: the moto server shares its state with the in-process ``mock_aws`` of
+    other test modules on the same worker, which wipes every bucket when it ends. (When the package
+    was gone, the image's training entry failed to download it, then failed to write its failure
+    file, and exited 0 with nothing logged.)"""
     import boto3
 
     s3 = boto3.client(

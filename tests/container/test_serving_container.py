@@ -86,6 +86,7 @@ def servers(container_venv, code_upload, installed):
             stack.serving_command(container_venv, base, port),
             env=env,
             cwd=base,
+            stdin=subprocess.DEVNULL,  # never the test worker's stdin (xdist talks over it)
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
