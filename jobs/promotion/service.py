@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,20 +184,27 @@ def evaluate_gate(
     test_frame: pd.DataFrame,
     *,
     champion: ChampionComparison | None = None,
+    lock: AbstractContextManager[object] | None = None,
 ) -> GateDecision:
     """The full gate (rules 1-5): decide, tag the version, promote on pass. The champion is
-    re-scored unless ``champion`` holds a comparison with the current one."""
+    re-scored unless ``champion`` holds a comparison with the current one.
+
+    ``lock`` (the store's promotion lock locally, the stack's lock item on AWS) is held from
+    re-reading the champion to moving the aliases, so a candidate is always gated against the
+    champion it would replace."""
     version = str(version)
-    current = registry.alias(CHAMPION)
-    if champion is None or champion.champion_version != current:
-        champion = compare_with_champion(registry, version, test_frame, seed=settings.seed)
-    cand = Candidate(version, "", test_frame, dq_status, registry.test_rmse(version))
-    decision = decide(_inputs(registry, settings, cand, system_test_result, champion))
-    to_tags = getattr(system_test_result, "to_tags", None)  # the system test's own figures
-    registry.set_tags(version, {**(to_tags() if callable(to_tags) else {}), **decision.to_tags()})
-    log.info("gate for %s v%s: %s", registry.name, version, decision.decision)
-    if decision.passed:
-        registry.promote(version)
+    with lock if lock is not None else nullcontext():
+        current = registry.alias(CHAMPION)
+        if champion is None or champion.champion_version != current:
+            champion = compare_with_champion(registry, version, test_frame, seed=settings.seed)
+        cand = Candidate(version, "", test_frame, dq_status, registry.test_rmse(version))
+        decision = decide(_inputs(registry, settings, cand, system_test_result, champion))
+        to_tags = getattr(system_test_result, "to_tags", None)  # the system test's own figures
+        tags = {**(to_tags() if callable(to_tags) else {}), **decision.to_tags()}
+        registry.set_tags(version, tags)
+        log.info("gate for %s v%s: %s", registry.name, version, decision.decision)
+        if decision.passed:
+            registry.promote(version)
     return decision
 
 
