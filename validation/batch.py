@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from jobs.core.numbers import why_not
 from jobs.core.schema import NUMERIC_FEATURES, SEX_VALUES, TARGET
 from validation import suite as contract
 from validation.parse import ParsedBatch, empty_frame, frame_to_text, parse_bytes
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_UNEXPECTED_ROWS = 20  # row numbers listed per expectation
 MAX_PROBLEMS_PER_EXPECTATION = 5
 PARSE_CHECK = "file_parses_as_csv"
+ENOUGH_ROWS_CHECK = "rows_left_to_train"  # after quarantine (decided here, not a GX expectation)
 
 
 @dataclass
@@ -161,6 +163,22 @@ def _validate(
     status = "rejected" if critical_failed or too_many or not structure_ok else "accepted"
 
     quarantine_rows = sorted(set(explainer.reasons) | set(parsed.ragged_rows))
+    left = rows_total - len(quarantine_rows)
+    if with_target and status == "accepted" and left < contract.MIN_BATCH_ROWS:
+        status = "rejected"  # the rows that would be curated: too few to split and train on
+        problems.insert(0, _too_few_left(left, rows_total))
+        records.append(
+            {
+                "expectation": ENOUGH_ROWS_CHECK,
+                "column": None,
+                "severity": contract.CRITICAL,
+                "success": False,
+                "observed": f"{left} rows left after quarantining {rows_total - left}",
+                "unexpected_count": rows_total - left,
+                "unexpected_rows": quarantine_rows[:MAX_UNEXPECTED_ROWS],
+                "rule": f"at least {contract.MIN_BATCH_ROWS} rows to curate",
+            }
+        )
     quarantined = _quarantine_frame(text, expected, quarantine_rows, explainer.reasons, parsed)
     if status == "accepted":
         keep = text.index.difference(pd.Index(quarantine_rows))
@@ -178,6 +196,14 @@ def _validate(
         problems=problems,
         report_html=(docs_dir / "index.html") if docs_dir is not None else None,
         warning_fraction=fraction,
+    )
+
+
+def _too_few_left(left: int, total: int) -> str:
+    return (
+        f"not enough rows to train ({left} < {contract.MIN_BATCH_ROWS}) after quarantining "
+        f"{total - left} of {total}: a dataset needs at least {contract.MIN_BATCH_ROWS} rows to "
+        "be split into train, validation and test"
     )
 
 
@@ -360,10 +386,13 @@ class _Explainer:
                 f"expected {len(want)} {want}"
             )
         if kind == "expect_table_row_count_to_be_between":
-            return (
-                f"row count {observed} outside [{kwargs.get('min_value')}, "
-                f"{kwargs.get('max_value'):,}]"
-            )
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            if isinstance(observed, int) and low is not None and observed < low:
+                return (
+                    f"not enough rows to train ({observed} < {low}): a batch needs at least "
+                    f"{low} rows to be split into train, validation and test"
+                )
+            return f"row count {observed} outside [{low}, {high:,}]"
         column = f"column '{record['column']}': " if record["column"] else ""
         return f"{column}{observed}"
 
@@ -397,7 +426,9 @@ class _Explainer:
             return f"column '{column}'", f"{_fmt(value)} not in {{{allowed}}}"
         if kind == "expect_column_values_to_match_regex":
             noun = "an integer" if kwargs.get("regex") == contract.INTEGER_REGEX else "a number"
-            return f"column '{column}'", f"{_fmt(value)} is not {noun}"
+            why = why_not(str(value))
+            detail = f" ({why})" if why != "not a number" else ""
+            return f"column '{column}'", f"{_fmt(value)} is not {noun}{detail}"
         if column.endswith("_to_whole_ratio"):
             component = next(c for c in contract.COMPONENTS if contract.ratio_column(c) == column)
             part, whole = self._number(component, row), self._number("whole_weight", row)
