@@ -13,13 +13,19 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 from typer.testing import CliRunner
 
+from jobs.adapters.capture import CaptureItem, CaptureWriter, capture_path
+from jobs.adapters.capture_reader import read_capture
 from jobs.cli import app
+from jobs.core.contract import Rows
 from jobs.core.profile import build_profile, dumps_profile
 from jobs.core.schema import FEATURES
 from jobs.core.synthetic import make_abalone
@@ -114,3 +120,31 @@ def test_a_failed_capture_write_loses_only_its_own_records_and_says_so(
     assert summary["capture"]["records"] == len(sent["p1"]) + AFTER
     page = Path(summary["report_html"]).read_text()
     assert f"{FAILING} records lost by data capture" in page
+
+
+def test_a_line_cut_by_a_crash_is_ended_before_the_next_record(tmp_path):
+    """A server killed in the middle of a write leaves a fragment: the next server's first record
+    starts on a line of its own, and the reader counts the fragment as one unreadable line."""
+    rows = Rows(
+        sex=np.array(["M"], dtype=object),
+        numeric=np.array([[0.45, 0.36, 0.1, 0.5, 0.2, 0.1, 0.15]]),
+    )
+    now = time.time()
+
+    def item(request_id: str) -> CaptureItem:
+        return CaptureItem(
+            now, request_id, "text/csv", rows, np.array([9.5]), "abalone-age", "7", None
+        )
+
+    with CaptureWriter(tmp_path) as writer:
+        writer.submit(item("before-the-crash"))
+    path = capture_path(tmp_path, datetime.fromtimestamp(now, UTC))
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[: len(whole) // 2])  # the crash: half a line, no newline
+    with CaptureWriter(tmp_path) as writer:
+        writer.submit(item("after-the-restart"))
+    lines = path.read_bytes().splitlines()
+    assert lines[1] == whole[: len(whole) // 2]  # the fragment is kept, on its own line
+    assert json.loads(lines[2])["request_id"] == "after-the-restart"
+    batch = read_capture(tmp_path)
+    assert (batch.records, batch.skipped, len(batch.features)) == (2, 1, 2)
