@@ -15,6 +15,7 @@ they use ``[0-9]``, never ``\\d`` (which matches any script's digits in Python).
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from typing import Any
@@ -83,6 +84,15 @@ def why_not(text: str) -> str:
 def parse_number(text: str) -> float:
     """The float value of ``text``, or :class:`NotANumber` naming the value and the reason."""
     value = text.strip(ASCII_SPACE)
+    if value.isascii() and "_" not in value and value == value.strip():
+        # Fast path (the serving hot path): on ASCII text without underscores or other spaces,
+        # float() succeeding with a finite value means exactly that the grammar matches.
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
     if _NUMBER.fullmatch(value) is None:
         raise NotANumber(f"not a number: {shown(text)} ({why_not(text)})")
     return float(value)

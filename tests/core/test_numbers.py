@@ -71,6 +71,17 @@ def test_a_digit_of_another_script_is_never_a_number(text):
         assert not re.match(NUMBER_REGEX, text) and not re.match(INTEGER_REGEX, text)
 
 
+@given(st.text(alphabet=st.characters(codec="ascii"), max_size=12) | st.from_regex(NUMBER_REGEX))
+def test_parsing_accepts_exactly_what_the_regex_matches(text):
+    matches = re.fullmatch(NUMBER_REGEX[1:-1], text.strip(" \t\n\r\f\v")) is not None
+    try:
+        value = parse_number(text)
+    except NotANumber:
+        assert not matches
+    else:
+        assert matches and value == float(text.strip())
+
+
 def test_regexes_are_the_same_grammar():
     for text in ["1", "1.0", "9.", "0_5", "\u0661", "nan", "1e3"]:
         assert bool(re.match(NUMBER_REGEX, text)) == is_number(text)
