@@ -3,7 +3,8 @@
 Two suites, because they look at two views of the same rows:
 
 - ``critical`` runs on the *text* frame (every value as read): exact column order, row-count
-  bounds (a training batch needs :data:`MIN_BATCH_ROWS` rows to be split and trained on), non-null everywhere, ``sex`` in {M, F, I}, measurements that are numbers of the one number
+  bounds (a training batch needs :data:`MIN_BATCH_ROWS` rows to be split and trained on),
+  non-null everywhere, ``sex`` in {M, F, I}, measurements that are numbers of the one number
   grammar (:mod:`jobs.core.numbers`: ASCII digits only, no ``0_5``, no ``nan``/``inf``), ``rings``
   an integer. Any failure rejects the batch.
 - ``warning`` runs on the *numeric* frame (measurements as floats plus three derived

@@ -98,6 +98,11 @@ def _rows(inputs: Any) -> list[dict[str, Any]]:
                 continue
             if isinstance(value, str) and not is_number(value):  # the contract's one grammar
                 raise RecordError(f"input {name}={shown(value)} is {why_not(value)}")
+            if isinstance(value, int):
+                try:
+                    row[name] = value = float(value)
+                except OverflowError:
+                    raise RecordError(f"input {name}={shown(value)} is too large") from None
             if isinstance(value, float) and not math.isfinite(value):
                 raise RecordError(f"input {name}={value!r} is not a finite number")
         rows.append(row)

@@ -38,6 +38,7 @@ def _sagemaker(data: str, content_type: str, output: dict | None = None) -> str:
 # each is one line that cannot be read; all are skipped and counted
 UNREADABLE = {
     "nested_array": "[" * DEEP + "]" * DEEP,
+    "nested_objects": '{"x":' + '{"a":' * DEEP + "1" + "}" * DEEP + "}",
     "own_nested_inputs": '{"timestamp":"' + STAMP + '","inputs":' + "[" * DEEP + "]" * DEEP + "}",
     "own_huge_number": '{"timestamp":"'
     + STAMP
@@ -45,6 +46,9 @@ UNREADABLE = {
     + HUGE
     + ',"diameter":0.3,"height":0.1,"whole_weight":0.5,"shucked_weight":0.2,'
     '"viscera_weight":0.1,"shell_weight":0.15}]}',
+    "own_big_integer": json.dumps(  # read by json.loads, too large for a float
+        {"timestamp": STAMP, "inputs": [{"sex": "M", "length": int("1" * 4000)}]}
+    ),
     "own_foreign_digits": json.dumps(
         {"timestamp": STAMP, "inputs": [{"sex": "M", "length": "\u0660.\u0664\u0665"}]}
     ),
