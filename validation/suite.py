@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from jobs.core.data import MIN_DATASET_ROWS
-from jobs.core.numbers import INTEGER_REGEX, NUMBER_REGEX, to_numbers
+from jobs.core.numbers import INTEGER_REGEX, NUMBER_REGEX, is_number, parse_number
 from jobs.core.schema import COLUMNS, FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
 
 MIN_ROWS = 1  # captured model inputs (monitoring): any non-empty batch
@@ -220,3 +220,23 @@ def numeric_frame(text: pd.DataFrame, with_target: bool = True) -> pd.DataFrame:
     for c in COMPONENTS:
         frame[ratio_column(c)] = frame[c] / whole
     return frame
+
+
+def to_numbers(values: pd.Series) -> pd.Series:
+    """A text column as float64, column-wise with Arrow kernels and the grammar of
+    :mod:`jobs.core.numbers`: NaN where a value is missing or not a number (the critical
+    expectations say which). Keeps the column's index."""
+    import pyarrow as pa  # lazy: importing this module stays cheap
+    import pyarrow.compute as pc
+
+    text = pc.ascii_trim_whitespace(pa.array(values.astype("str"), type=pa.string()))
+    ok = pc.fill_null(pc.match_substring_regex(text, NUMBER_REGEX), False)
+    try:  # Arrow's cast reads every number of the grammar as float() does
+        numbers = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # never expected: one by one
+        column = [
+            parse_number(v) if v is not None and is_number(v) else None for v in text.to_pylist()
+        ]
+        numbers = pa.array(column, type=pa.float64())
+    out = numbers.to_numpy(zero_copy_only=False)
+    return pd.Series(out, index=values.index, dtype="float64")

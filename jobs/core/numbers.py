@@ -20,10 +20,6 @@ import re
 import unicodedata
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-
 #: ASCII whitespace, the only whitespace stripped from a value (``str.strip()`` would strip any).
 ASCII_SPACE = " \t\n\r\f\v"
 NUMBER_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
@@ -97,19 +93,3 @@ def parse_number(text: str) -> float:
     if _NUMBER.fullmatch(value) is None:
         raise NotANumber(f"not a number: {shown(text)} ({why_not(text)})")
     return float(value)
-
-
-def to_numbers(values: pd.Series) -> pd.Series:
-    """A text column as float64, column-wise (Arrow kernels): NaN where a value is missing or not a
-    number of the grammar (the contract's own expectations say which). Keeps the column's index."""
-    text = pc.ascii_trim_whitespace(pa.array(values.astype("str"), type=pa.string()))
-    ok = pc.fill_null(pc.match_substring_regex(text, NUMBER_REGEX), False)
-    try:  # Arrow's cast reads every number of the grammar as float() does
-        numbers = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # never expected: one by one
-        column = [
-            parse_number(v) if v is not None and is_number(v) else None for v in text.to_pylist()
-        ]
-        numbers = pa.array(column, type=pa.float64())
-    out = numbers.to_numpy(zero_copy_only=False)
-    return pd.Series(out, index=values.index, dtype="float64")

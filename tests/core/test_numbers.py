@@ -18,8 +18,8 @@ from jobs.core.numbers import (
     is_number,
     looks_numeric,
     parse_number,
-    to_numbers,
 )
+from validation.suite import to_numbers
 
 # Every script's decimal digits that Python's float() reads (Arabic-Indic, Devanagari, full-width…)
 FOREIGN_DIGITS = [chr(c) for c in range(0x80, 0x10000) if chr(c).isdecimal()]
