@@ -28,8 +28,10 @@ NUMBER_REGEX = rf"^{NUMBER_PATTERN}$"
 INTEGER_REGEX = r"^[+-]?[0-9]+(?:\.0*)?$"
 _NUMBER = re.compile(NUMBER_PATTERN)
 _INTEGER = re.compile(INTEGER_REGEX[1:-1])
-# Any script's digits, same shape: tells a data row from a header, and names the problem.
-_ANY_SCRIPT = re.compile(r"[+-]?(?:\d+[.\u066b]?\d*|[.\u066b]\d+)(?:[eE][+-]?\d+)?")
+# Any script's digits (and underscores), same shape: tells a data row from a header.
+_ANY_SCRIPT = re.compile(
+    r"[+-]?(?:\d[\d_]*[.\u066b]?[\d_]*|[.\u066b]\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?"
+)
 MAX_SHOWN = 40
 
 

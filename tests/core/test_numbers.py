@@ -97,5 +97,5 @@ def test_column_wise_parse_gives_nan_outside_the_grammar():
 
 
 def test_a_first_row_of_foreign_digits_still_looks_like_data():
-    assert looks_numeric("\u0660.\u0664\u0665") and looks_numeric("0.45")
+    assert looks_numeric("\u0660.\u0664\u0665") and looks_numeric("0.45") and looks_numeric("0_5")
     assert not looks_numeric("whole_weight") and not looks_numeric("Whole weight (g/200)")
