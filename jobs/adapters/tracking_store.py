@@ -4,6 +4,7 @@ process-wide URIs (the fluent logging API and the SQLite registry read them) to 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from jobs.adapters.settings import Settings, scoped_environ
 from jobs.core.errors import ServiceError, UsageError
+from jobs.core.redact import redact
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -28,8 +30,49 @@ def _sqlite_path(uri: str) -> Path | None:
     )
 
 
+_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy store schemes
+
+
+def _probe_database(uri: str, timeout_s: float) -> None:
+    """Open one connection to a database store within ``timeout_s``: MLflow itself retries a
+    failing engine for ~100 s and then raises SQLAlchemy's error, or ``ModuleNotFoundError`` when
+    the driver is missing. The probe runs in a daemon thread so a hung connect cannot hold us."""
+    import sqlalchemy  # MLflow's own dependency; lazy like MLflow's store
+
+    shown = redact(uri)
+    try:
+        engine = sqlalchemy.create_engine(uri)
+    except ModuleNotFoundError as err:
+        raise UsageError(
+            f"MLFLOW_TRACKING_URI {shown} needs the database driver `{err.name}`, which is not "
+            "installed (pip install it, or use sqlite:/// or http://)"
+        ) from err
+    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
+        raise UsageError(f"MLFLOW_TRACKING_URI {shown} is not a database URI: {err}") from err
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            with engine.connect():
+                pass
+        except Exception as err:  # reported below, with the URI redacted
+            failure.append(err)
+
+    worker = threading.Thread(target=connect, name="abalone-store-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise ServiceError(f"MLflow tracking store {shown} did not answer within {timeout_s:g}s")
+    engine.dispose()
+    if failure:
+        raise ServiceError(
+            f"MLflow tracking store {shown} cannot be opened: {redact(first_line(failure[0]))}"
+        ) from failure[0]
+
+
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast with one clear line when the tracking store cannot be reached."""
+    """Fail fast (seconds) with one clear line when the tracking store cannot be reached."""
+    shown = redact(uri)
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
@@ -37,12 +80,12 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             resp = httpx.get(url, timeout=timeout_s)
         except httpx.HTTPError as err:
             raise ServiceError(
-                f"MLflow tracking server {uri} is unreachable ({type(err).__name__}: {err}); "
-                "start it or fix MLFLOW_TRACKING_URI"
+                f"MLflow tracking server {shown} is unreachable "
+                f"({type(err).__name__}: {redact(str(err))}); start it or fix MLFLOW_TRACKING_URI"
             ) from err
         if resp.status_code >= 400:
             raise ServiceError(
-                f"MLflow tracking server {uri} answered HTTP {resp.status_code} on /health"
+                f"MLflow tracking server {shown} answered HTTP {resp.status_code} on /health"
             )
         return
     sqlite = _sqlite_path(uri)
@@ -53,6 +96,8 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             raise ServiceError(
                 f"cannot create the MLflow store directory {sqlite.parent}: {err}"
             ) from err
+    if scheme.split("+", 1)[0] in _DATABASES:
+        _probe_database(uri, timeout_s)
 
     try:
         with scoped_environ(  # MLflow's REST client without retries, with a short timeout
@@ -61,8 +106,9 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
         ):
             MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
     except (MlflowException, OSError) as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        raise ServiceError(f"MLflow tracking store {uri} is unreachable: {first}") from err
+        raise ServiceError(
+            f"MLflow tracking store {shown} is unreachable: {redact(first_line(err))}"
+        ) from err
 
 
 def artifact_location(settings: Settings) -> str | None:

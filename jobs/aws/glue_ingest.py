@@ -31,6 +31,7 @@ from jobs.adapters.lake import Lake
 from jobs.adapters.settings import FetchLimits, default_environ, load_settings
 from jobs.adapters.storage import open_store
 from jobs.core.errors import RejectedError, StorageError, UsageError
+from jobs.core.redact import RedactingFilter
 from jobs.ingestion.ingest import ingest
 
 log = logging.getLogger(__name__)
@@ -274,5 +275,7 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for _handler in logging.getLogger().handlers:
+        _handler.addFilter(RedactingFilter())  # no URL credentials in the job's log
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     main()
