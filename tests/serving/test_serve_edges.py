@@ -76,7 +76,8 @@ def test_a_body_that_never_completes_gets_408_and_the_server_keeps_serving(model
 def test_body_timeout_option_is_checked():
     runner = CliRunner()
     bad = runner.invoke(app, ["serve", "--body-timeout", "0", "--model", "/nonexistent"])
-    assert bad.exit_code == 2 and "--body-timeout" in bad.output
+    assert bad.exit_code == 2
+    assert "--max-rows and --body-timeout must be positive numbers" in bad.output
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e-9", "0", "-1"])
