@@ -134,6 +134,10 @@ def ui(
             sock.bind(("127.0.0.1", port))
         except OSError as err:
             raise UsageError(f"port {port} on 127.0.0.1 is in use; pass --port") from err
+    # lazy: MLflow takes seconds to import; an unusable store fails here in seconds, in one line
+    from jobs.adapters.tracking import check_tracking
+
+    check_tracking(uri)
     artifacts = settings.home / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     env = environment()

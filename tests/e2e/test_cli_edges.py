@@ -113,3 +113,9 @@ def test_max_mb_that_is_not_a_size_is_one_line(tmp_path, value):
     done = _run("ingest", "--max-mb", value, env=_env(tmp_path / "home"))
     _one_line(done, f"--max-mb {float(value):g} is not a size")
     assert not (tmp_path / "home" / "lake").exists()
+
+
+def test_ui_on_an_unopenable_store_is_one_line(tmp_path):
+    env = _env(tmp_path / "home", MLFLOW_TRACKING_URI="sqlite:////proc/x.db")
+    done = _run("ui", "--port", str(free_port()), env=env)
+    _one_line(done, "sqlite:////proc/x.db", "cannot be opened")
