@@ -4,7 +4,7 @@ process-wide URIs (the fluent logging API and the SQLite registry read them) to 
 from __future__ import annotations
 
 import contextlib
-import threading
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,44 +30,14 @@ def _sqlite_path(uri: str) -> Path | None:
     )
 
 
-_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy store schemes
-
-
-def _probe_database(uri: str, timeout_s: float) -> None:
-    """Open one connection to a database store within ``timeout_s``: MLflow itself retries a
-    failing engine for ~100 s and then raises SQLAlchemy's error, or ``ModuleNotFoundError`` when
-    the driver is missing. The probe runs in a daemon thread so a hung connect cannot hold us."""
-    import sqlalchemy  # MLflow's own dependency; lazy like MLflow's store
-
-    shown = redact(uri)
+def _probe_sqlite(path: Path, shown: str, timeout_s: float) -> None:
+    """Open the SQLite file once (creating it, as MLflow would): MLflow itself retries a store it
+    cannot open for ~100 s and then raises SQLAlchemy's error as a traceback."""
     try:
-        engine = sqlalchemy.create_engine(uri)
-    except ModuleNotFoundError as err:
-        raise UsageError(
-            f"MLFLOW_TRACKING_URI {shown} needs the database driver `{err.name}`, which is not "
-            "installed (pip install it, or use sqlite:/// or http://)"
-        ) from err
-    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
-        raise UsageError(f"MLFLOW_TRACKING_URI {shown} is not a database URI: {err}") from err
-    failure: list[BaseException] = []
-
-    def connect() -> None:
-        try:
-            with engine.connect():
-                pass
-        except Exception as err:  # reported below, with the URI redacted
-            failure.append(err)
-
-    worker = threading.Thread(target=connect, name="abalone-store-probe", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise ServiceError(f"MLflow tracking store {shown} did not answer within {timeout_s:g}s")
-    engine.dispose()
-    if failure:
-        raise ServiceError(
-            f"MLflow tracking store {shown} cannot be opened: {redact(first_line(failure[0]))}"
-        ) from failure[0]
+        with contextlib.closing(sqlite3.connect(str(path), timeout=timeout_s)) as db:
+            db.execute("PRAGMA schema_version")
+    except sqlite3.Error as err:
+        raise ServiceError(f"MLflow tracking store {shown} cannot be opened: {err}") from err
 
 
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
@@ -96,8 +66,7 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             raise ServiceError(
                 f"cannot create the MLflow store directory {sqlite.parent}: {err}"
             ) from err
-    if scheme.split("+", 1)[0] in _DATABASES:
-        _probe_database(uri, timeout_s)
+        _probe_sqlite(sqlite, shown, timeout_s)
 
     try:
         with scoped_environ(  # MLflow's REST client without retries, with a short timeout
@@ -105,6 +74,11 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
         ):
             MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    except ImportError as err:  # a database URI whose driver is not installed
+        raise UsageError(
+            f"MLFLOW_TRACKING_URI {shown} needs the module `{err.name}`, which is not installed "
+            "(pip install its driver, or use sqlite:/// or http://)"
+        ) from err
     except (MlflowException, OSError) as err:
         raise ServiceError(
             f"MLflow tracking store {shown} is unreachable: {redact(first_line(err))}"

@@ -92,7 +92,7 @@ def test_database_store_without_its_driver_is_one_line(tmp_path):
     uri = "postgresql://mlflow:DbSecret77@127.0.0.1:1/mlflow"
     done = _run("run", env=_env(tmp_path / "home", MLFLOW_TRACKING_URI=uri))
     line = _one_line(
-        done, "postgresql://***@127.0.0.1:1/mlflow", "driver `psycopg", "not installed"
+        done, "postgresql://***@127.0.0.1:1/mlflow", "module `psycopg", "not installed"
     )
     assert "DbSecret77" not in done.stderr + done.stdout + line
 
