@@ -148,7 +148,7 @@ class InferenceApp:
         too_big = declared is not None and (not declared.isdigit() or int(declared) > limit)
         body = bytearray()
         more = True
-        deadline = time.monotonic() + self.limits.body_timeout_s
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout_s
         late = f"request body not received within {self.limits.body_timeout_s:g}s"
         while more and not too_big:
             message = await _receive_by(receive, deadline)
@@ -216,9 +216,11 @@ class InferenceApp:
 
 
 async def _receive_by(receive: Any, deadline: float) -> dict[str, Any] | None:
-    """The next ASGI message, or ``None`` when ``deadline`` (monotonic) passes first."""
+    """The next ASGI message, or ``None`` when ``deadline`` (the event loop's clock) passes first.
+    ``asyncio.timeout_at`` adds a timer, not a task, to each receive."""
     try:
-        return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        async with asyncio.timeout_at(deadline):
+            return await receive()
     except TimeoutError:
         return None
 
