@@ -23,6 +23,7 @@ from jobs.adapters.settings import Settings
 from jobs.adapters.tracking import Registry, check_tracking
 from jobs.core.errors import AbaloneError, RejectedError, StorageError
 from jobs.core.policy import CHAMPION, PREVIOUS
+from jobs.core.redact import redact
 from jobs.ingestion.ingest import ingest, rejection_reason
 from jobs.promotion.service import reevaluate
 from jobs.training.launcher import prepare_channels, run_subprocess
@@ -106,12 +107,14 @@ def run_pipeline(
 
     timer = _StepTimer(progress)
     step = timer.step
-    step(f"checking MLflow at {settings.tracking_uri}")
+    step(f"checking MLflow at {redact(settings.tracking_uri)}")
     check_tracking(settings.tracking_uri)
 
     ingested = ingest(settings, source, refresh=refresh, progress=step)
     summary = ingested.summary
-    result = RunResult(ingest=summary, tracking_uri=settings.tracking_uri, timings=timer.timings)
+    result = RunResult(
+        ingest=summary, tracking_uri=redact(settings.tracking_uri), timings=timer.timings
+    )
     if not ingested.ok:
         first = rejection_reason(summary)
         err = RejectedError(f"batch {summary['ingest_id']} rejected, nothing trained: {first}")

@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 
 from jobs.adapters.settings import Settings, load_settings
+from jobs.adapters.storage import private_umask
 from jobs.cli.logs import configure_logging, state
 from jobs.core.errors import AbaloneError
+from jobs.core.redact import redact
 
 app = typer.Typer(
     name="abalone",
@@ -36,11 +38,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        private_umask()  # files 0640, directories 0750, whatever the user's umask
         configure_logging()
         try:
             return fn(*args, **kwargs)
         except AbaloneError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            message = redact(str(err))  # no URL credentials on the terminal
+            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
@@ -50,7 +54,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(redact(payload), indent=2, default=str) + "\n")
 
 
 def show(payload: Any, as_json: bool, human: Callable[[Any], None]) -> None:
@@ -58,7 +62,7 @@ def show(payload: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     if as_json:
         print_json(payload)
     else:
-        human(payload)
+        human(redact(payload))
 
 
 def settings_for(env: str) -> Settings:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from jobs.adapters.fetch import resolve_source
-from jobs.adapters.settings import FetchLimits, load_settings
+from jobs.adapters.settings import load_settings, megabytes
 from jobs.cli.app import (
     EnvOption,
     JsonOption,
@@ -30,6 +30,7 @@ from jobs.cli.render import (
     print_run_summary,
 )
 from jobs.core.errors import AbaloneError, UsageError
+from jobs.core.redact import redact
 
 
 @app.command()
@@ -51,12 +52,10 @@ def ingest(
     from jobs.ingestion.ingest import ingest as run_ingest
     from jobs.ingestion.ingest import rejection_reason
 
-    overrides = {}
+    settings = load_settings(env)
     if max_mb is not None:
-        if max_mb <= 0:
-            raise UsageError("--max-mb must be positive")
-        overrides["fetch"] = FetchLimits(max_bytes=int(max_mb * 1024 * 1024))
-    settings = load_settings(env, **overrides)
+        limits = settings.fetch.model_copy(update={"max_bytes": megabytes(max_mb, "--max-mb")})
+        settings = settings.model_copy(update={"fetch": limits})
     batch = resolve_source(source)
     with Steps(enabled=not as_json) as steps:
         result = run_ingest(settings, batch, refresh=refresh, progress=steps)
@@ -171,7 +170,7 @@ def train(
         "metrics": result.metrics,
         "params": result.params,
         "workdir": str(workdir),
-        "tracking_uri": settings.tracking_uri,
+        "tracking_uri": redact(settings.tracking_uri),
     }
     if as_json:
         print_json(payload)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from jobs.cli.app import console
+from jobs.core.redact import redact
 
 
 class Steps:
@@ -23,6 +24,7 @@ class Steps:
         return self
 
     def __call__(self, message: str) -> None:
+        message = redact(message)
         if self._last is not None:
             console.print(f"[green]✓[/] {self._last}", highlight=False)
         self._last = message

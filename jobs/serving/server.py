@@ -10,7 +10,8 @@ otherwise) over the handler functions of :mod:`jobs.serving.handlers`:
 - ``POST /invocations`` → ``input_fn`` → ``predict_fn`` → ``output_fn``.
 
 Bad requests answer 4xx with ``{"error": "<message naming row/field>"}``; a body over
-``max_body_bytes`` → 413 without reading it; more rows than ``max_rows`` → 413. Anything else
+``max_body_bytes`` → 413 without reading it; more rows than ``max_rows`` → 413; a body not received
+within ``body_timeout_s`` → 408 and the connection is closed. Anything else
 unexpected is logged and answered 500 with the request id, and the worker keeps serving. Every
 successful request queues one data-capture record (:mod:`jobs.capture`), written by a background
 thread and flushed on shutdown. Batches above ``inline_rows`` rows are predicted in a worker thread
@@ -61,6 +62,9 @@ class ServeLimits(BaseModel):
     max_rows: int = Field(default=10_000, gt=0, description="413 above this many rows.")
     inline_rows: int = Field(
         default=64, ge=0, description="Batches larger than this are predicted off the event loop."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="408 when a body takes longer."
     )
 
 
@@ -151,8 +155,13 @@ class InferenceApp:
         too_big = declared is not None and (not declared.isdigit() or int(declared) > limit)
         body = bytearray()
         more = True
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout_s
+        late = f"request body not received within {self.limits.body_timeout_s:g}s"
         while more and not too_big:
-            message = await receive()
+            message = await _receive_by(receive, deadline)
+            if message is None:  # a body that never completes must not hold the connection
+                await _reply_error(send, 408, late, request_id, close=True)
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -164,7 +173,9 @@ class InferenceApp:
             seen = len(body)
             del body
             while more and seen <= 4 * limit:
-                message = await receive()
+                message = await _receive_by(receive, deadline)
+                if message is None:
+                    break  # answer 413 and close
                 if message["type"] == "http.disconnect":
                     return
                 seen += len(message.get("body", b""))
@@ -209,6 +220,16 @@ class InferenceApp:
                 )
             )
         await _reply(send, 200, out.encode(), out_type, request_id)
+
+
+async def _receive_by(receive: Any, deadline: float) -> dict[str, Any] | None:
+    """The next ASGI message, or ``None`` when ``deadline`` (the event loop's clock) passes first.
+    ``asyncio.timeout_at`` adds a timer, not a task, to each receive."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await receive()
+    except TimeoutError:
+        return None
 
 
 async def _reply(

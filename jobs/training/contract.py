@@ -24,6 +24,7 @@ import pandas as pd
 from jobs.core import model as model_lib
 from jobs.core.data import canonical_frame, check_enough_rows
 from jobs.core.errors import RejectedError, SourceError, UsageError
+from jobs.core.redact import redact
 from jobs.core.schema import SPLITS
 
 LINEAGE_FLAGS = {
@@ -175,16 +176,17 @@ def channels_from_env(environ: Mapping[str, str]) -> tuple[Channels, Path, Path]
 
 
 def write_failure(err: BaseException, environ: Mapping[str, str]) -> None:
+    message = redact(str(err))  # no URL credentials in the failure files
     payload = {
         "type": type(err).__name__,
-        "message": str(err),
+        "message": message,
         "exit_code": getattr(err, "exit_code", 1),
     }
     try:
         if environ.get("SM_OUTPUT_DATA_DIR"):
             write_json(Path(environ["SM_OUTPUT_DATA_DIR"]) / "error.json", payload)
         if environ.get("SM_OUTPUT_DIR"):  # SageMaker shows this file as the failure reason
-            Path(environ["SM_OUTPUT_DIR"], "failure").write_text(f"{payload['type']}: {err}\n")
+            Path(environ["SM_OUTPUT_DIR"], "failure").write_text(f"{payload['type']}: {message}\n")
     except OSError:
         pass
 
