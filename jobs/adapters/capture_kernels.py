@@ -19,6 +19,7 @@ from pyarrow import json as pa_json
 
 from jobs.adapters.storage import LocalStore, S3Store, Store
 from jobs.core.errors import StorageError
+from jobs.core.numbers import NUMBER_REGEX
 from jobs.core.schema import SEX_VALUES
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ _ANSWER_SCHEMA = pa.schema(
         ("model_version", pa.string()),
     ]
 )
-# What Python's float() reads the same way as Arrow's cast (anything else is read line by line).
-_DECIMAL = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+# The contract's one number grammar (ASCII, RE2 here); Arrow's cast then reads it as float() does.
+_DECIMAL = NUMBER_REGEX
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z?$"
 _SEX_CODES = pa.array(sorted(SEX_VALUES))
 
@@ -174,7 +175,7 @@ def _one_row_csv(text: pa.Array) -> tuple[np.ndarray, pa.Array | None]:
 
 def _numbers(fields: pa.Array, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     """Fields as floats and whether each is a plain decimal within ``[lo, hi]``."""
-    trimmed = pc.utf8_trim_whitespace(fields)
+    trimmed = pc.ascii_trim_whitespace(fields)  # as jobs.core.numbers: ASCII whitespace only
     ok = _mask(pc.match_substring_regex(trimmed, _DECIMAL))
     values = np.full(len(fields), np.nan)
     if ok.any():

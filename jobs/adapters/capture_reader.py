@@ -172,6 +172,11 @@ class CaptureScan:
         stamp = record.timestamp
         if self.since is not None and (stamp is None or stamp < self.since):
             return None
+        if (
+            record.source_format == "loss"
+        ):  # a loss marker: records the server could not write, no rows
+            self.batch.dropped += record.dropped
+            return None
         self.batch.records += 1
         self._formats[record.source_format] += 1
         if record.model_version is not None:
@@ -193,6 +198,8 @@ class CaptureScan:
                 b.skipped,
                 b.skipped_examples[0] if b.skipped_examples else "?",
             )
+        if b.dropped:
+            log.warning("%d records were not captured (the server could not write them)", b.dropped)
         b.formats = dict(self._formats)
         b.model_versions = dict(self._versions)
 

@@ -160,7 +160,12 @@ def print_monitor_summary(summary: dict) -> None:
     table.add_row(
         "captured",
         f"{cap['rows']:,} rows, {cap['records']:,} records, {cap['files']} file(s)"
-        + (f", {cap['skipped_lines']} unreadable lines skipped" if cap["skipped_lines"] else ""),
+        + (f", {cap['skipped_lines']} unreadable lines skipped" if cap["skipped_lines"] else "")
+        + (
+            f", {cap['dropped_records']} records lost by data capture"
+            if cap.get("dropped_records")
+            else ""
+        ),
     )
     ref = summary["reference"]
     table.add_row(

@@ -3,8 +3,10 @@
 A small raw ASGI application served by uvicorn (httptools/uvloop when installed, h11/asyncio
 otherwise) over the handler functions of :mod:`jobs.serving.handlers`:
 
-- ``GET /ping`` → 200 ``{"status": "ok", "model_version": ...}`` (the model is loaded before the
-  socket opens, so the server never answers before it can predict);
+- ``GET /ping`` → 200 ``{"status": "ok", "model_version": ..., "capture": {"written": n,
+  "dropped": n}}`` (the model is loaded before the socket opens, so the server never answers before
+  it can predict; ``dropped``: records data capture lost, e.g. to a full disk; ``capture`` is null
+  when capture is off);
 - ``POST /invocations`` → ``input_fn`` → ``predict_fn`` → ``output_fn``.
 
 Bad requests answer 4xx with ``{"error": "<message naming row/field>"}``; a body over
@@ -82,7 +84,7 @@ class InferenceApp:
         self.requests = 0
         self.errors = 0
         version = json.dumps(model.model_version)
-        self._ping_body = f'{{"status":"ok","model_version":{version}}}'.encode()
+        self._ping_head = f'{{"status":"ok","model_version":{version},"capture":'.encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -114,6 +116,11 @@ class InferenceApp:
             log.error("data capture disabled: %s", err)
             self.capture = None
 
+    def _ping_body(self) -> bytes:
+        """``/ping``'s answer; ``capture``: records written and lost (dropped) so far, or null."""
+        counts = self.capture.status() if self.capture is not None else None
+        return self._ping_head + json.dumps(counts, separators=(",", ":")).encode() + b"}"
+
     def close(self) -> None:
         """Flush data capture (called on server shutdown)."""
         if self.capture is not None:
@@ -134,7 +141,7 @@ class InferenceApp:
             if method not in ("GET", "HEAD"):
                 await _reply_error(send, 405, "use GET /ping", request_id, allow=b"GET, HEAD")
                 return
-            await _reply(send, 200, self._ping_body, JSON_TYPE, request_id)
+            await _reply(send, 200, self._ping_body(), JSON_TYPE, request_id)
         else:
             await _reply_error(
                 send, 404, f"no route {path[:80]}; use /ping or /invocations", request_id

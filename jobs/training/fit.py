@@ -41,7 +41,7 @@ from jobs.training.contract import (
     Channels,
     Lineage,
     TrainResult,
-    read_split,
+    read_splits,
     resolve_lineage,
     write_json,
 )
@@ -104,7 +104,7 @@ def train(
     settings = settings or load_settings(None)
     params = {**model_lib.DEFAULT_PARAMS, **model_lib.parse_params(params)}
     model_lib.build_model(params)  # validates values and ranges (UsageError) before any logging
-    frames = {split: read_split(channels, split) for split in SPLITS}
+    frames = read_splits(channels)
     check_tracking(settings.tracking_uri)  # before any MLflow or model work: fail fast
     lineage = lineage or resolve_lineage(channels, None, environment())
     dataset_version = lineage.dataset_version or splits_version(frames)
