@@ -44,6 +44,7 @@ from jobs.adapters.capture_kernels import (
     BLOCK_BYTES,
     _blocks,
     _open_stream,
+    _plain_lines,
 )
 from jobs.adapters.capture_records import (
     CaptureBatch,
@@ -122,6 +123,12 @@ class CaptureScan:
             try:
                 number = 0
                 for block in _blocks(stream, self.block_bytes):
+                    lines: Sequence[bytes] | None = _plain_lines(block)  # the common case
+                    if lines is not None:
+                        numbers = range(number + 1, number + len(lines) + 1)
+                        number += len(lines)
+                        yield from self._block(key, lines, numbers)
+                        continue
                     split = block.splitlines()
                     if b"" in split or any(map(bytes.isspace, split)):  # blank lines: dropped
                         numbers = [number + i for i, line in enumerate(split, 1) if line.strip()]
@@ -134,7 +141,7 @@ class CaptureScan:
                 stream.close()
         self._finish()
 
-    def _block(self, key: str, lines: list[bytes], numbers: Sequence[int]) -> Iterator[tuple]:
+    def _block(self, key: str, lines: Sequence[bytes], numbers: Sequence[int]) -> Iterator[tuple]:
         """The rows of one block's non-blank ``lines`` (``numbers``: their line numbers)."""
         if not lines:
             return
