@@ -28,6 +28,7 @@ from jobs.adapters.capture_kernels import (
     _mask,
     _numbers,
     _one_row_csv,
+    _plain_measurements,
     _stamps,
     _strings,
 )
@@ -147,10 +148,16 @@ def _vectorised(lines: Sequence[bytes], since_us: int | None) -> tuple[np.ndarra
     pos = starts[idx]
     sex = pc.utf8_trim_whitespace(flat.take(pa.array(pos)))
     ok = _mask(pc.is_in(sex, _SEX_CODES))
-    numeric = np.empty((len(idx), len(NUMERIC_FEATURES)))
-    for j in range(len(NUMERIC_FEATURES)):
-        numeric[:, j], good = _numbers(flat.take(pa.array(pos + j + 1)), 0.0, MAX_MEASUREMENT)
+    take = pa.array(idx)
+    plain = _plain_measurements(texts.take(take), fields.take(take), 0.0, MAX_MEASUREMENT)
+    if plain is not None:  # the usual block: one regex per row, not one per field
+        numeric, good = plain
         ok &= good
+    else:
+        numeric = np.empty((len(idx), len(NUMERIC_FEATURES)))
+        for j in range(len(NUMERIC_FEATURES)):
+            numeric[:, j], good = _numbers(flat.take(pa.array(pos + j + 1)), 0.0, MAX_MEASUREMENT)
+            ok &= good
     nine = width[idx] == 9
     if nine.any():
         tail = np.where(nine, pos + 8, pos)  # rows of 8 fields check their sex field: ignored

@@ -9,6 +9,7 @@ import binascii
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -265,6 +266,34 @@ def _numbers(fields: pa.Array, lo: float, hi: float) -> tuple[np.ndarray, np.nda
     return values, ok
 
 
+# A one-row CSV text that is exactly "sex,d,d,d,d,d,d,d" (no white space, each d a _DECIMAL): its
+# fields need no trimming and pass _DECIMAL as they are, so one regex per row checks all of them.
+_PLAIN_ROW = (
+    "^(?:"
+    + "|".join(re.escape(code) for code in sorted(SEX_VALUES))
+    + ")(?:,(?:"
+    + _DECIMAL.removeprefix("^").removesuffix("$")
+    + ")){7}$"
+)
+
+
+def _plain_measurements(
+    texts: pa.Array, fields: pa.Array, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_numbers` of the seven measurements of every row at once - ``(values (n, 7), ok)``,
+    ``fields`` the rows' split ``texts`` - when every text is a plain row (:data:`_PLAIN_ROW`);
+    None otherwise (then each column goes through :func:`_numbers`)."""
+    if not _mask(pc.match_substring_regex(pc.utf8_trim_whitespace(texts), _PLAIN_ROW)).all():
+        return None
+    starts = np.asarray(fields.offsets)[:-1]
+    cells = fields.values.take(pa.array((starts[:, None] + np.arange(1, 8)).ravel()))
+    try:
+        values = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, 7)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return values, ((values >= lo) & (values <= hi)).all(axis=1)
+
+
 def _stamps(meta: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """``inferenceTime`` as epoch microseconds (``NaT`` if absent) and where that is certain."""
     text = _child(meta, "inferenceTime")
@@ -320,7 +349,8 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         rings[take] = values[take]
         known |= take
     json_rows = plain & _mask(pc.equal(kind, "application/json"))
-    json_rows &= ~_mask(pc.match_substring_regex(data, "[\\r\\n]"))
+    if json_rows.any() and _line_breaks(data.filter(pa.array(json_rows))):
+        json_rows &= ~_mask(pc.match_substring_regex(data, "[\\r\\n]"))
     if json_rows.any():
         texts = data.filter(pa.array(json_rows))
         try:
@@ -351,6 +381,17 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         known[where[good]] = True
         versions[where[good]] = np.asarray(names, dtype=object)[good]
     return rings, known, versions
+
+
+def _line_breaks(texts: pa.Array) -> bool:
+    """Whether some of the (non-null) ``texts`` holds a CR or LF: one scan of their bytes."""
+    values = texts.buffers()[2]
+    if values is None:
+        return False
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)
+    start, end = int(offsets[texts.offset]), int(offsets[texts.offset + len(texts)])
+    chunk = values[start:end].to_pybytes()
+    return b"\n" in chunk or b"\r" in chunk
 
 
 def _joined_lines(texts: pa.Array) -> pa.Buffer:
