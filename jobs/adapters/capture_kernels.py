@@ -64,11 +64,12 @@ def _open_stream(store: Store, key: str) -> Any:
     return io.BytesIO(store.get_bytes(key))
 
 
-def _blocks(stream: Any, size: int) -> Iterator[bytes]:
+def _blocks(stream: Any, size: int, buffer: bytearray | None = None) -> Iterator[bytes]:
     """Blocks of whole lines (cut after a newline) of at most about ``size`` bytes: each read of
-    ``size`` bytes, after the unfinished line the previous read left, cut after its last newline."""
+    ``size`` bytes, after the unfinished line the previous read left, cut after its last newline.
+    A file is read into ``buffer`` (reused from file to file when the caller passes one)."""
     if hasattr(stream, "readinto"):
-        yield from _blocks_into(stream, size)
+        yield from _blocks_into(stream, size, bytearray() if buffer is None else buffer)
         return
     carry = b""
     while True:
@@ -86,11 +87,12 @@ def _blocks(stream: Any, size: int) -> Iterator[bytes]:
         yield carry
 
 
-def _blocks_into(stream: Any, size: int) -> Iterator[bytes]:
+def _blocks_into(stream: Any, size: int, buffer: bytearray) -> Iterator[bytes]:
     """:func:`_blocks` (the same blocks) for a file: read into one reused buffer and each block
-    copied out once, instead of three fresh 16 MB objects per block (the unfinished line joined to
-    the next read, the block cut from it), which cost more CPU than reading the file."""
-    buffer = bytearray(2 * size)
+    copied out once, instead of three fresh 16 MB objects per block (the read, the unfinished line
+    joined to it, the block cut from that), which cost more CPU than reading the file."""
+    if len(buffer) < 2 * size:
+        buffer.extend(bytes(2 * size - len(buffer)))
     held = 0  # the unfinished line at the start of the buffer
     while True:
         if held + size > len(buffer):  # a line longer than a block: make room for the next read

@@ -117,12 +117,13 @@ class CaptureScan:
         return self._rows
 
     def __iter__(self) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        buffer = bytearray()  # read buffer, reused from file to file
         for key in self.keys:
             self.batch.files += 1
             stream = _open_stream(self.store, key)
             try:
                 number = 0
-                for block in _blocks(stream, self.block_bytes):
+                for block in _blocks(stream, self.block_bytes, buffer):
                     lines: Sequence[bytes] | None = _plain_lines(block)  # the common case
                     if lines is not None:
                         numbers = range(number + 1, number + len(lines) + 1)
