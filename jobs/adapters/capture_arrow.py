@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import json as pa_json
 
+from jobs.adapters.capture_blocks import _Lines
 from jobs.adapters.capture_kernels import (
     _LINE_SCHEMA,
     _SEX_CODES,
     _answers,
     _child,
     _csv_texts,
-    _Lines,
     _mask,
     _numbers,
     _one_row_csv,

@@ -40,11 +40,11 @@ from jobs.adapters.capture_arrow import (
     _typed,
     _vectorised,
 )
+from jobs.adapters.capture_blocks import _plain_lines
 from jobs.adapters.capture_kernels import (
     BLOCK_BYTES,
     _blocks,
     _open_stream,
-    _plain_lines,
 )
 from jobs.adapters.capture_records import (
     CaptureBatch,

@@ -22,7 +22,8 @@ import pytest
 
 from jobs.adapters import capture_reader
 from jobs.adapters.capture_arrow import _typed
-from jobs.adapters.capture_kernels import _blocks, _plain_lines
+from jobs.adapters.capture_blocks import _plain_lines
+from jobs.adapters.capture_kernels import _blocks
 from jobs.adapters.capture_reader import CaptureScan, read_capture
 from jobs.adapters.capture_records import RecordError, _path_hour, parse_line
 from jobs.adapters.settings import load_settings
