@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from jobs.core.numbers import ASCII_SPACE, looks_numeric
@@ -166,12 +167,19 @@ def frame_to_text(df: pd.DataFrame) -> ParsedBatch:
     """An in-memory (typed) frame as a text frame, rows numbered 1..n in their current order."""
     data: dict[str, pd.Series] = {}
     for name in df.columns:
-        values = [
-            None
-            if _missing(v)
-            else (format(v, "") if not isinstance(v, str) else v.strip(ASCII_SPACE) or None)
-            for v in df[name].tolist()
-        ]
+        column = df[name]
+        if column.dtype == "float64":  # the same text as below, without a Python test per value
+            numbers = column.to_numpy()
+            values: list[str | None] = list(map(str, numbers.tolist()))  # str(x) == format(x, "")
+            for i in np.flatnonzero(np.isnan(numbers)).tolist():
+                values[i] = None
+        else:
+            values = [
+                None
+                if _missing(v)
+                else (format(v, "") if not isinstance(v, str) else v.strip(ASCII_SPACE) or None)
+                for v in column.tolist()
+            ]
         data[normalise_name(str(name))] = pd.Series(values, dtype="str")
     frame = pd.DataFrame(data)
     frame.index = pd.RangeIndex(1, len(df) + 1, name="row_number")
