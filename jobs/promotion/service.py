@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from jobs.adapters.lake import Lake
+from jobs.adapters.locking import store_lock
 from jobs.adapters.settings import Settings
 from jobs.adapters.tracking import Aliases, Registry, check_tracking
 from jobs.core.errors import UsageError
@@ -191,9 +192,14 @@ def evaluate_gate(
 
     ``lock`` (the store's promotion lock locally, the stack's lock item on AWS) is held from
     re-reading the champion to moving the aliases, so a candidate is always gated against the
-    champion it would replace."""
+    champion it would replace. Under a lock, a promotion or rollback a crash interrupted is first
+    finished or undone (:meth:`Registry.repair`); without one it is left alone (it may be live).
+    The gate's tags of a passing candidate are written as part of the promotion, so no version is
+    left tagged ``promote`` without having become champion."""
     version = str(version)
     with lock if lock is not None else nullcontext():
+        if lock is not None and (repaired := registry.repair()):
+            log.warning("%s", repaired)
         current = registry.alias(CHAMPION)
         if champion is None or champion.champion_version != current:
             champion = compare_with_champion(registry, version, test_frame, seed=settings.seed)
@@ -201,10 +207,11 @@ def evaluate_gate(
         decision = decide(_inputs(registry, settings, cand, system_test_result, champion))
         to_tags = getattr(system_test_result, "to_tags", None)  # the system test's own figures
         tags = {**(to_tags() if callable(to_tags) else {}), **decision.to_tags()}
-        registry.set_tags(version, tags)
         log.info("gate for %s v%s: %s", registry.name, version, decision.decision)
         if decision.passed:
-            registry.promote(version)
+            registry.promote(version, tags)
+        else:
+            registry.set_tags(version, tags)
     return decision
 
 
@@ -241,5 +248,6 @@ def reevaluate(
         cand.data_quality,
         cand.test_frame,
         champion=before.decision.inputs.champion,
+        lock=store_lock(settings.tracking_uri, settings.home),
     )
     return decision, registry.aliases()
