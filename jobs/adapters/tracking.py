@@ -3,9 +3,10 @@
 Every call names its store (``MlflowClient(tracking_uri=…)``, ``tracking_uri=`` on downloads); where
 MLflow only reads its process-wide URIs, :func:`~jobs.adapters.tracking_store.using_tracking_uri`
 scopes them to the call. Aliases: ``@challenger`` (latest trained), ``@champion`` (served),
-``@previous`` (the champion before); stages are not used. Promotion moves ``@previous`` before
-``@champion``, and each promoted version records the one it replaced (``champion.replaced``), so
-:meth:`Registry.rollback` walks back one step at a time.
+``@previous`` (the champion before); stages are not used. Each promoted version records the one it
+replaced (``champion.replaced``), so :meth:`Registry.rollback` walks back one step at a time.
+Promotion and rollback are crash-safe (intent first, repair after a crash):
+:mod:`jobs.adapters.tracking_promotion`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The local launcher of the training job (``abalone train``, ``abalone run``): copy a curated
 dataset version into channel directories and run ``python -m jobs.train`` as a subprocess with the
 SageMaker script-mode environment: the identical file and contract a SageMaker training job runs.
+
+The job never outlives its launcher: it runs in its own process group with ``PR_SET_PDEATHSIG``
+(the kernel kills it when the launcher dies, ``kill -9`` included; Linux), and SIGTERM, Ctrl-C or an
+error in the launcher stop the group (SIGINT, then SIGKILL after ``STOP_GRACE_S``) before it ends.
 """
 
 from __future__ import annotations

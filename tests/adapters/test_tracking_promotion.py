@@ -5,6 +5,7 @@ undoes it so every registry invariant holds again."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -148,4 +149,27 @@ def test_without_an_intent_repair_does_nothing(tmp_path):
     with store_lock(uri, tmp_path):
         assert registry.repair() is None
     assert registry.aliases().champion == "1"
+    assert_lineage(uri)
+
+
+def test_rollback_command_finishes_an_interrupted_promotion_first(tmp_path, monkeypatch):
+    """`abalone rollback` under the lock: the half-done promotion of v2 is finished, then undone
+    by the rollback itself, leaving v1 champion and a consistent lineage."""
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    uri, name = _store(tmp_path)
+    _crash(uri, name, "promote.previous", _promote_code("2", "1"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("ABALONE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["rollback", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "rolled_back_from": "2",
+        "champion_version": "1",
+        "previous_version": None,
+    }
+    assert "finished the interrupted promotion of v2" in result.stderr
+    assert registry_state(uri)[1]["2"]["rolled_back_to"] == "1"
     assert_lineage(uri)
