@@ -20,10 +20,9 @@ from typing import Any
 
 from jobs.adapters.lake import Lake
 from jobs.adapters.settings import Settings
-from jobs.adapters.tracking import Registry, check_tracking
+from jobs.adapters.tracking import check_tracking
 from jobs.adapters.tracking_runs import recover_store
 from jobs.core.errors import AbaloneError, RejectedError, StorageError
-from jobs.core.policy import CHAMPION, PREVIOUS
 from jobs.ingestion.ingest import ingest, rejection_reason
 from jobs.promotion.service import reevaluate
 from jobs.training.launcher import prepare_channels, run_subprocess
@@ -135,10 +134,7 @@ def run_pipeline(
         settings, result.model_version, model_dir=Path(trained.model_dir)
     )
     result.gate = decision.to_dict()
-    registry = Registry.from_settings(settings)
-    result.champion_version = registry.alias(CHAMPION)
-    result.previous_version = registry.alias(PREVIOUS)
-    del aliases
+    result.champion_version, result.previous_version = aliases.champion, aliases.previous
     timer.stop()
     return result
 

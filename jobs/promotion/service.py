@@ -22,6 +22,7 @@ from jobs.adapters.lake import Lake
 from jobs.adapters.locking import store_lock
 from jobs.adapters.settings import Settings
 from jobs.adapters.tracking import Aliases, Registry, check_tracking
+from jobs.adapters.tracking_runs import recover_store
 from jobs.core.errors import UsageError
 from jobs.core.evaluate import paired_bootstrap_rmse_diff, regression_metrics
 from jobs.core.gate import (
@@ -221,6 +222,7 @@ def reevaluate(
     """``abalone promote`` / ``abalone run``: the gate for a version (default ``@challenger``) in
     the state machine's order: rules 1-3, the system test on loopback, the full gate."""
     check_tracking(settings.tracking_uri)
+    recover_store(settings)  # an interrupted promotion is repaired even if rules 1-3 reject
     registry = Registry.from_settings(settings)
     if version is None:
         version = registry.alias(CHALLENGER)
@@ -228,10 +230,12 @@ def reevaluate(
             raise UsageError(
                 f"no @{CHALLENGER} version of {registry.name}; train one first or pass --version"
             )
+    lock = store_lock(settings.tracking_uri, settings.home)
     cand = candidate(settings, registry, version)
     before = predeploy(registry, settings, cand)
     if not before.passed:
-        return before, registry.aliases()
+        with lock:
+            return before, registry.aliases()
     st = system_test(
         registry,
         cand.version,
@@ -248,6 +252,7 @@ def reevaluate(
         cand.data_quality,
         cand.test_frame,
         champion=before.decision.inputs.champion,
-        lock=store_lock(settings.tracking_uri, settings.home),
+        lock=lock,
     )
-    return decision, registry.aliases()
+    with lock:  # a consistent view, never one taken in the middle of another promotion
+        return decision, registry.aliases()
