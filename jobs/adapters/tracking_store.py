@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
+from jobs.adapters.locking import store_lock
 from jobs.adapters.settings import Settings, scoped_environ
 from jobs.core.errors import ServiceError, UsageError
 from jobs.core.redact import redact
@@ -68,10 +69,19 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             ) from err
         _probe_sqlite(sqlite, shown, timeout_s)
 
+    # the first open of a SQLite store creates and migrates its schema: one process at a time
+    creation = (
+        store_lock(uri, purpose="store creation")
+        if sqlite is not None
+        else contextlib.nullcontext()
+    )
     try:
-        with scoped_environ(  # MLflow's REST client without retries, with a short timeout
-            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-            MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
+        with (
+            creation,
+            scoped_environ(  # MLflow's REST client without retries, with a short timeout
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
+            ),
         ):
             MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
     except ImportError as err:  # a database URI whose driver is not installed

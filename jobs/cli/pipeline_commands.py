@@ -152,10 +152,12 @@ def train(
     # lazy: MLflow, Great Expectations, scikit-learn and pandas take seconds to import
     from jobs.adapters.lake import Lake
     from jobs.adapters.tracking import check_tracking
+    from jobs.adapters.tracking_runs import recover_store
     from jobs.training.launcher import prepare_channels, run_subprocess
 
     settings = settings_for(env)
     check_tracking(settings.tracking_uri)
+    recover_store(settings)
     version = dataset or Lake.open(settings.lake).latest_dataset()
     workdir = settings.home / "jobs" / f"train-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     with Steps(enabled=not as_json) as steps:
@@ -245,13 +247,17 @@ def approve(
 def rollback(env: EnvOption = "dev", as_json: JsonOption = False) -> None:
     """Point @champion back at @previous."""
     # lazy: MLflow, Great Expectations, scikit-learn and pandas take seconds to import
+    from jobs.adapters.locking import store_lock
     from jobs.adapters.tracking import Registry, check_tracking
 
     settings = settings_for(env)
     check_tracking(settings.tracking_uri)
     registry = Registry.from_settings(settings)
-    before = registry.alias("champion")
-    aliases = registry.rollback()
+    with store_lock(settings.tracking_uri, settings.home):  # no promotion moves aliases meanwhile
+        if repaired := registry.repair():
+            typer.echo(repaired, err=True)
+        before = registry.alias("champion")
+        aliases = registry.rollback()
     payload = {
         "rolled_back_from": before,
         "champion_version": aliases.champion,

@@ -30,6 +30,7 @@ from mlflow.models import infer_signature
 from jobs.adapters.settings import Settings, environ_value, environment, load_settings
 from jobs.adapters.storage import open_store
 from jobs.adapters.tracking import Registry, check_tracking, ensure_experiment, fluent_run
+from jobs.adapters.tracking_runs import owner_tags
 from jobs.core import model as model_lib
 from jobs.core.data import splits_version
 from jobs.core.errors import AbaloneError
@@ -133,7 +134,7 @@ def train(
         settings.tracking_uri, experiment_id=experiment_id, run_name=f"train-{dataset_version}"
     ) as run:
         run_id = run.info.run_id
-        mlflow.set_tags(tags)
+        mlflow.set_tags({**tags, **owner_tags()})  # the owner: a dead one's run is failed later
         mlflow.log_params({**params, **{f"n_{s}": len(y[s]) for s in SPLITS}})
         _log_inputs(frames, channels, dataset_version)
         model, pred, metrics = _fit(params, X, y)
