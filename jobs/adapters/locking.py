@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -38,6 +37,7 @@ from types import TracebackType
 
 from jobs.adapters.settings import environ_value
 from jobs.core.errors import ServiceError, UsageError
+from jobs.core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def store_lock(
     tracking_uri: str, home: Path | None = None, *, purpose: str = "promotion"
 ) -> StoreLock:
     """The lock of the store at ``tracking_uri`` (``home``: where a server store's lock lives)."""
-    shown = re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", tracking_uri)  # no credentials
+    shown = redact(tracking_uri)  # no credentials in the waiting message or the lock file
     return StoreLock(lock_path(tracking_uri, home), store=shown, purpose=purpose)
 
 
