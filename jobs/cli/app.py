@@ -52,7 +52,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
             raise  # a command's own exit code (e.g. monitor's 1 = drift) or a usage error
         except Exception as err:
             # A bug must not borrow a command's exit codes (1 means "drift" or "rejected"): one
