@@ -4,6 +4,7 @@ warnings (everything with ``-v``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from jobs.adapters.settings import default_environ, load_settings, set_environ
 
 _OWN_LOGGERS = ("jobs", "validation", "components")
+LOG_MAX_BYTES = 10 * 1024 * 1024  # rotated when a command starts with the file above this size
+LOG_KEEP = 3  # abalone.log.1 … abalone.log.3
 state = {"verbose": False}
 
 
@@ -37,6 +40,23 @@ def log_file_path() -> Path:
     return home / "logs" / "abalone.log"
 
 
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
+    """Rotate ``path`` (``.1`` newest … ``.keep`` oldest, the oldest dropped) when it has grown past
+    ``max_bytes``. Done once when a command starts, never mid-run, so concurrent commands appending
+    to the same file never lose a line to a rotation; ``os.replace`` makes each step atomic."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except OSError:  # no log yet, or unreadable: nothing to rotate
+        return False
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
+    return True
+
+
 def configure_logging() -> None:
     """The terminal and log-file handlers on the root logger (replacing ours from a previous call)."""
     default_environ(
@@ -54,7 +74,10 @@ def configure_logging() -> None:
     terminal.setLevel(logging.INFO if state["verbose"] else logging.WARNING)
     terminal.addFilter(_OwnOrVerbose())
     terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    to_file = _LogFile(log_file_path(), delay=True, encoding="utf-8")
+    log_path = log_file_path()
+    with contextlib.suppress(OSError):  # a read-only or racing rotation never stops a command
+        rotate_log(log_path)
+    to_file = _LogFile(log_path, delay=True, encoding="utf-8")
     to_file.setLevel(logging.INFO)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for handler in (terminal, to_file):

@@ -5,6 +5,7 @@ through ``InvokeEndpoint`` (the staging endpoint of the AWS pipeline). Both answ
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import tempfile
 from collections.abc import Callable, Iterator
@@ -40,6 +41,14 @@ class Invoker(Protocol):
     def captured(self) -> int | None: ...  # capture records written, None when not observable
 
 
+def _loopback_hint(err: BaseException) -> str:
+    """127.0.0.1 unreachable means the loopback interface is down (e.g. a bare network namespace);
+    say so, since the server itself bound fine."""
+    if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+        return " (the loopback interface looks down: bring it up, e.g. `ip link set lo up`)"
+    return ""
+
+
 class LoopbackInvoker:
     """A keep-alive HTTP/1.1 client (stdlib) to a server on 127.0.0.1; counts 200 invocations."""
 
@@ -66,7 +75,7 @@ class LoopbackInvoker:
                 resp = self.conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException) as err:
-                raise InvokeError(f"{type(err).__name__}: {err}") from err
+                raise InvokeError(f"{type(err).__name__}: {err}{_loopback_hint(err)}") from err
         return Reply(resp.status, data, resp.getheader("content-type", ""))
 
     def invoke(self, body: bytes, content_type: str | None, accept: str) -> Reply:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -125,3 +129,35 @@ def test_model_trained_on_the_real_data_passes(real_data_path, tmp_path):
     assert result.passed, result.reasons
     assert result.n_rows == len(test) == 1044
     assert result.rmse == pytest.approx(expected, abs=1e-9)
+
+
+def _unshare_available() -> bool:
+    try:
+        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_available(), reason="needs `unshare -n` (a network namespace)")
+def test_loopback_down_fails_with_a_hint_to_bring_it_up(good_dir, test_frame, tmp_path):
+    """In a network namespace whose loopback is down (a bare `unshare -n`), 127.0.0.1 binds but
+    cannot be reached: the system test fails with a reason that says what to fix."""
+    frame_path = tmp_path / "test.csv"
+    test_frame.to_csv(frame_path, index=False)
+    script = (
+        "import json, sys, pandas as pd\n"
+        "from jobs.promotion.systemtest import serve_and_test\n"
+        "r = serve_and_test(sys.argv[1], pd.read_csv(sys.argv[2]), 2.0, 0.05)\n"
+        "print(json.dumps({'passed': r.passed, 'reasons': r.reasons}))\n"
+    )
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", script, str(good_dir), str(frame_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["passed"] is False
+    assert any("loopback interface looks down" in r for r in result["reasons"]), result

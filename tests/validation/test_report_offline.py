@@ -132,6 +132,16 @@ def test_no_page_of_the_site_loads_anything_from_the_network(site):
     assert broken == []
 
 
+def test_site_holds_only_images_its_pages_use(site):
+    """GX copies its tutorial GIFs (3.4 MB) into every site; no page shows them."""
+    images = sorted(p.name for p in (site / "static" / "images").iterdir())
+    assert not [name for name in images if name.endswith(".gif")]
+    texts = [p.read_text(encoding="utf-8") for p in pages(site)]
+    assert images and all(any(name in text for text in texts) for name in images), images
+    size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    assert size < 4_000_000, size  # the vendored assets (2.8 MB) are most of it
+
+
 def test_site_carries_the_vendored_licences(site):
     for package_dir in (site / VENDOR_DIR).iterdir():
         assert list(package_dir.glob("LICENSE*")), package_dir.name
