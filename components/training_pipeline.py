@@ -1,10 +1,11 @@
 """TrainingPipeline: the Step Functions state machine that turns a new batch into a served model.
 
 validate + prepare (Glue) → train (SageMaker training job) → gate (Lambda) → deploy staging → system
-test (Lambda) → [approval wait loop, when the stack requires it] → promote (Lambda, one at a time per
-stack under the ``PromotionLock`` table's item; a busy lock is retried by the state machine) →
-deploy production. The definition comes from :func:`components.pipeline_definition.build_definition`, a
-plain function also used by the moto end-to-end test. An EventBridge rule starts an execution for
+test (Lambda) → [approval wait loop, when the stack requires it] → promote (Lambda; one at a time
+per stack under the ``PromotionLock`` table's item, a busy lock retried by the state machine) →
+deploy production. The definition comes from
+:func:`components.pipeline_definition.build_definition`, a plain function also used by the moto
+end-to-end test. An EventBridge rule starts an execution for
 every object created under ``raw/`` in the data bucket; failures and approval requests go to the
 stack's SNS topic (e-mail subscription from config). Execution logs go to an encrypted log group.
 """

@@ -16,9 +16,9 @@ state machine reads.
 - :func:`drift_handler` — the scheduled drift job (``abalone monitor`` on the endpoint's capture).
 
 Environment: ``MLFLOW_TRACKING_URI`` (required), ``ABALONE_ENV``, ``ABALONE_LAKE`` (default
-``s3://<context.data_bucket>``), ``ABALONE_STAGING_ENDPOINT``; the promote step ``ABALONE_PROMOTION_LOCK_TABLE`` (required) and
-``ABALONE_PROMOTION_LOCK_LEASE_S``; the drift job also
-``ABALONE_CAPTURE_URI``, ``ABALONE_REPORTS``, ``ABALONE_METRIC_NAMESPACE``,
+``s3://<context.data_bucket>``), ``ABALONE_STAGING_ENDPOINT``; the promote step also
+``ABALONE_PROMOTION_LOCK_TABLE`` (required) and ``ABALONE_PROMOTION_LOCK_LEASE_S``; the drift job
+also ``ABALONE_CAPTURE_URI``, ``ABALONE_REPORTS``, ``ABALONE_METRIC_NAMESPACE``,
 ``ABALONE_STATE_MACHINE_ARN``.
 """
 
