@@ -65,10 +65,10 @@ def _batches() -> tuple[bytes, bytes]:
 
 def test_two_executions_started_together_leave_one_consistent_lineage(
     moto_aws,  # noqa: F811 - the fixture imported above
-    mlflow_server,
+    fresh_mlflow_server,
     monkeypatch,
 ):
-    aws = moto_aws
+    aws, mlflow_server = moto_aws, fresh_mlflow_server  # a registry of its own: no champion yet
     from jobs.adapters.tracking import CHAMPION, Registry
 
     stack = Stack(aws, "dev", mlflow_server, require_approval=False)
