@@ -1,7 +1,7 @@
 """The drift job at production scale: a day of SageMaker data capture, run as the Lambda runs it.
 
     python benchmarks/monitor_scale.py [--records 10800000] [--baseline-records 1000000]
-        [--runs 3] [--big-runs 1] [--baseline-ref main] [--cache /tmp/abalone-monitor-scale]
+        [--runs 3] [--big-runs 1] [--baseline-ref 6045488] [--cache /tmp/abalone-monitor-scale]
         [--clean] [--json]
 
 Generates ``N`` SageMaker data-capture records (one row each) as 24 hourly files
@@ -20,8 +20,10 @@ vCPU. Measured per run: wall time (parent clock), CPU time and peak RSS (``os.wa
 that child alone: ``ru_maxrss`` is its high-water mark). The median of ``--runs`` runs is printed.
 
 "today" is the implementation before streaming (the line-by-line reader that builds every row in
-memory): the code of ``--baseline-ref`` (default ``main``) is extracted with ``git archive`` into a
-temporary directory and run the same way, at ``--baseline-records`` only (it cannot hold 10.8 M).
+memory): the code of ``--baseline-ref`` is extracted with ``git archive`` into a temporary
+directory and run the same way, at ``--baseline-records`` only (it cannot hold 10.8 M). The default
+is pinned to :data:`PRE_STREAMING`, commit 6045488 - the first parent of the merge of the streaming
+reader (3c1daa9), i.e. main just before it - since ``main`` itself now is the streaming code.
 The machine is shared: the load average before and after is printed with the table.
 """
 
@@ -47,6 +49,8 @@ HOURS = 24
 DAY_END = datetime(2026, 1, 2, tzinfo=UTC)  # the generated day; runs pass it as `now`
 FORMAT_VERSION = "v1"
 BAD_LINES_PER_FILE = 3
+# "today": main just before the streaming reader was merged (first parent of merge 3c1daa9)
+PRE_STREAMING = "604548896edd10159844868101cca9979f556c2d"
 SEX = np.array(["M", "F", "I"])
 
 _OUT = (
@@ -243,7 +247,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure at baseline size")
     parser.add_argument("--big-runs", type=int, default=1, help="runs at --records")
     parser.add_argument("--baseline-runs", type=int, default=1, help="runs of today's code")
-    parser.add_argument("--baseline-ref", default="main")
+    parser.add_argument(
+        "--baseline-ref",
+        default=PRE_STREAMING,
+        help="git ref of today's (pre-streaming) implementation (default: main before 3c1daa9)",
+    )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "abalone-monitor-scale"
@@ -277,7 +285,7 @@ def main() -> None:
                 today = [measure(old, capture, reference, cpu) for _ in range(args.baseline_runs)]
                 rows.append(
                     {
-                        "impl": f"today ({args.baseline_ref})",
+                        "impl": f"today ({args.baseline_ref[:7]})",
                         "records": records,
                         "mb": size / 1e6,
                         **_median(today),

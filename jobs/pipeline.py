@@ -1,6 +1,6 @@
 """Local orchestration of the AWS state machine's steps, in its order (DESIGN §1, §8):
 
-    check MLflow → ingest (validate + prepare) → train (script-mode subprocess)
+    check MLflow (+ recover) → ingest (validate + prepare) → train (script-mode subprocess)
       → gate rules 1-3 → system test (served on loopback) → full gate + promote
 
 Training runs ``python -m jobs.train`` with the SageMaker script-mode environment
@@ -20,9 +20,10 @@ from typing import Any
 
 from jobs.adapters.lake import Lake
 from jobs.adapters.settings import Settings
-from jobs.adapters.tracking import Registry, check_tracking
+from jobs.adapters.tracking import check_tracking
+from jobs.adapters.tracking_runs import recover_store
 from jobs.core.errors import AbaloneError, RejectedError, StorageError
-from jobs.core.policy import CHAMPION, PREVIOUS
+from jobs.core.redact import redact
 from jobs.ingestion.ingest import ingest, rejection_reason
 from jobs.promotion.service import reevaluate
 from jobs.training.launcher import prepare_channels, run_subprocess
@@ -106,12 +107,15 @@ def run_pipeline(
 
     timer = _StepTimer(progress)
     step = timer.step
-    step(f"checking MLflow at {settings.tracking_uri}")
+    step(f"checking MLflow at {redact(settings.tracking_uri)}")
     check_tracking(settings.tracking_uri)
+    recover_store(settings)  # an interrupted promotion, runs a killed job left RUNNING
 
     ingested = ingest(settings, source, refresh=refresh, progress=step)
     summary = ingested.summary
-    result = RunResult(ingest=summary, tracking_uri=settings.tracking_uri, timings=timer.timings)
+    result = RunResult(
+        ingest=summary, tracking_uri=redact(settings.tracking_uri), timings=timer.timings
+    )
     if not ingested.ok:
         first = rejection_reason(summary)
         err = RejectedError(f"batch {summary['ingest_id']} rejected, nothing trained: {first}")
@@ -133,10 +137,7 @@ def run_pipeline(
         settings, result.model_version, model_dir=Path(trained.model_dir)
     )
     result.gate = decision.to_dict()
-    registry = Registry.from_settings(settings)
-    result.champion_version = registry.alias(CHAMPION)
-    result.previous_version = registry.alias(PREVIOUS)
-    del aliases
+    result.champion_version, result.previous_version = aliases.champion, aliases.previous
     timer.stop()
     return result
 

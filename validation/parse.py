@@ -23,10 +23,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from jobs.core.numbers import ASCII_SPACE, looks_numeric
+
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "?"})
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 MAX_PROBLEM_LINES = 20
 MAX_BYTES_PER_ROW = 128  # a canonical row is ~45 bytes; bounds memory before parsing
 
@@ -46,10 +48,6 @@ class ParsedBatch:
 def normalise_name(name: str) -> str:
     """``' Whole Weight '`` → ``'whole_weight'``."""
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
-def is_number(text: str) -> bool:
-    return bool(_NUMBER.match(text.strip()))
 
 
 def empty_frame(columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -124,7 +122,7 @@ def parse_bytes(data: bytes, expected: Sequence[str], max_rows: int) -> ParsedBa
         return ParsedBatch(frame=empty_frame(), problems=["file is empty (no rows)"])
 
     first = numbered[0][1]
-    header = not any(is_number(cell) for cell in first)
+    header = not any(looks_numeric(cell) for cell in first)  # digits of any script: data
     if header:
         names = _unique([normalise_name(cell) for cell in first])
         numbered = numbered[1:]
@@ -156,7 +154,7 @@ def rows_to_frame(
     columns: list[list[str | None]] = [[] for _ in names]
     for _, row in numbered:
         for j in range(len(names)):
-            cell = row[j].strip() if j < len(row) else ""
+            cell = row[j].strip(ASCII_SPACE) if j < len(row) else ""
             columns[j].append(None if cell.lower() in MISSING_TOKENS else cell)
     frame = pd.DataFrame(
         {name: pd.Series(values, dtype="str") for name, values in zip(names, columns, strict=True)}
@@ -169,12 +167,19 @@ def frame_to_text(df: pd.DataFrame) -> ParsedBatch:
     """An in-memory (typed) frame as a text frame, rows numbered 1..n in their current order."""
     data: dict[str, pd.Series] = {}
     for name in df.columns:
-        values = [
-            None
-            if _missing(v)
-            else (format(v, "") if not isinstance(v, str) else v.strip() or None)
-            for v in df[name].tolist()
-        ]
+        column = df[name]
+        if column.dtype == "float64":  # the same text as below, without a Python test per value
+            numbers = column.to_numpy()
+            values: list[str | None] = list(map(str, numbers.tolist()))  # str(x) == format(x, "")
+            for i in np.flatnonzero(np.isnan(numbers)).tolist():
+                values[i] = None
+        else:
+            values = [
+                None
+                if _missing(v)
+                else (format(v, "") if not isinstance(v, str) else v.strip(ASCII_SPACE) or None)
+                for v in column.tolist()
+            ]
         data[normalise_name(str(name))] = pd.Series(values, dtype="str")
     frame = pd.DataFrame(data)
     frame.index = pd.RangeIndex(1, len(df) + 1, name="row_number")

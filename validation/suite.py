@@ -3,7 +3,9 @@
 Two suites, because they look at two views of the same rows:
 
 - ``critical`` runs on the *text* frame (every value as read): exact column order, row-count
-  bounds, non-null everywhere, ``sex`` in {M, F, I}, measurements that parse as numbers, ``rings``
+  bounds (a training batch needs :data:`MIN_BATCH_ROWS` rows to be split and trained on),
+  non-null everywhere, ``sex`` in {M, F, I}, measurements that are numbers of the one number
+  grammar (:mod:`jobs.core.numbers`: ASCII digits only, no ``0_5``, no ``nan``/``inf``), ``rings``
   an integer. Any failure rejects the batch.
 - ``warning`` runs on the *numeric* frame (measurements as floats plus three derived
   component-to-whole weight ratios): plausible ranges, ``diameter <= length``, component weights
@@ -36,9 +38,12 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from jobs.core.data import MIN_DATASET_ROWS
+from jobs.core.numbers import INTEGER_REGEX, NUMBER_REGEX, is_number, parse_number
 from jobs.core.schema import COLUMNS, FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
 
-MIN_ROWS = 1
+MIN_ROWS = 1  # captured model inputs (monitoring): any non-empty batch
+MIN_BATCH_ROWS = MIN_DATASET_ROWS  # a training batch: enough rows to split and train on
 MAX_ROWS = 1_000_000
 UPPER_BOUNDS: dict[str, float] = {
     "length": 1.0,
@@ -52,8 +57,6 @@ UPPER_BOUNDS: dict[str, float] = {
 RINGS_MIN, RINGS_MAX = 1, 40
 COMPONENTS: tuple[str, ...] = ("shucked_weight", "viscera_weight", "shell_weight")
 COMPONENT_TOLERANCE = 0.05
-NUMBER_REGEX = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-INTEGER_REGEX = r"^[+-]?\d+(?:\.0*)?$"
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -102,6 +105,7 @@ def critical_expectations(columns: Sequence[str], structure_only: bool) -> list:
     from great_expectations.expectations.metadata_types import FailureSeverity
 
     sev = FailureSeverity.CRITICAL
+    least = MIN_BATCH_ROWS if TARGET in columns else MIN_ROWS
     out = [
         gxe.ExpectTableColumnsToMatchOrderedList(
             column_list=list(columns),
@@ -109,10 +113,10 @@ def critical_expectations(columns: Sequence[str], structure_only: bool) -> list:
             meta=_meta(CRITICAL, "exact canonical column set and order"),
         ),
         gxe.ExpectTableRowCountToBeBetween(
-            min_value=MIN_ROWS,
+            min_value=least,
             max_value=MAX_ROWS,
             severity=sev,
-            meta=_meta(CRITICAL, f"between {MIN_ROWS} and {MAX_ROWS:,} rows"),
+            meta=_meta(CRITICAL, f"between {least} and {MAX_ROWS:,} rows"),
         ),
     ]
     if structure_only:
@@ -209,10 +213,30 @@ def numeric_frame(text: pd.DataFrame, with_target: bool = True) -> pd.DataFrame:
     NaN (the critical suite reports those), plus the component-to-whole ratios."""
     columns = list(NUMERIC_FEATURES) + ([TARGET] if with_target else [])
     frame = pd.DataFrame(
-        {c: pd.to_numeric(text[c], errors="coerce").astype("float64") for c in columns},
+        {c: to_numbers(text[c]) for c in columns},
         index=text.index,
     )
     whole = frame["whole_weight"].where(frame["whole_weight"] > 0)
     for c in COMPONENTS:
         frame[ratio_column(c)] = frame[c] / whole
     return frame
+
+
+def to_numbers(values: pd.Series) -> pd.Series:
+    """A text column as float64, column-wise with Arrow kernels and the grammar of
+    :mod:`jobs.core.numbers`: NaN where a value is missing or not a number (the critical
+    expectations say which). Keeps the column's index."""
+    import pyarrow as pa  # lazy: importing this module stays cheap
+    import pyarrow.compute as pc
+
+    text = pc.ascii_trim_whitespace(pa.array(values.astype("str"), type=pa.string()))
+    ok = pc.fill_null(pc.match_substring_regex(text, NUMBER_REGEX), False)
+    try:  # Arrow's cast reads every number of the grammar as float() does
+        numbers = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # never expected: one by one
+        column = [
+            parse_number(v) if v is not None and is_number(v) else None for v in text.to_pylist()
+        ]
+        numbers = pa.array(column, type=pa.float64())
+    out = numbers.to_numpy(zero_copy_only=False)
+    return pd.Series(out, index=values.index, dtype="float64")

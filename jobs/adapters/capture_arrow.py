@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import json as pa_json
 
+from jobs.adapters.capture_blocks import _Lines
 from jobs.adapters.capture_kernels import (
     _LINE_SCHEMA,
     _SEX_CODES,
@@ -27,6 +28,7 @@ from jobs.adapters.capture_kernels import (
     _mask,
     _numbers,
     _one_row_csv,
+    _plain_measurements,
     _stamps,
     _strings,
 )
@@ -54,12 +56,12 @@ _MISFITS = 64  # lines pyarrow rejects in one block before the rest of it goes t
 _ROW_IN_ERROR = re.compile(r" in row (\d+)$")
 
 
-def _arrow_table(lines: list[bytes]) -> tuple[pa.Table | None, int | None]:
+def _arrow_table(lines: Sequence[bytes]) -> tuple[pa.Table | None, int | None]:
     """``pyarrow.json`` over these lines, or ``(None, index of the line it rejected or None)``."""
-    data = b"\n".join(lines)
+    data = lines.data if isinstance(lines, _Lines) else b"\n".join(lines)
     try:
         table = pa_json.read_json(
-            io.BytesIO(data),
+            pa.BufferReader(data),
             read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="ignore"
@@ -72,7 +74,7 @@ def _arrow_table(lines: list[bytes]) -> tuple[pa.Table | None, int | None]:
     return (table, None) if table.num_rows == len(lines) else (None, None)
 
 
-def _as_table(lines: list[bytes]) -> pa.Table:
+def _as_table(lines: Sequence[bytes]) -> pa.Table:
     """The block's lines as a table of :data:`_LINE_SCHEMA`, one row per line: by ``pyarrow.json``
     around the lines it rejects, which (and, after :data:`_MISFITS` of them, the rest of the block)
     go through ``json.loads`` (:func:`_fitted`: a line that does not fit - not JSON, not an object,
@@ -81,7 +83,7 @@ def _as_table(lines: list[bytes]) -> pa.Table:
     pieces: list[pa.Table] = []
     start, misfits = 0, 0
     while start < len(lines):
-        rest = lines[start:]
+        rest = lines[start:] if start else lines  # (a whole block: not split into lines)
         table, bad = _arrow_table(rest)
         if table is not None:
             pieces.append(table)
@@ -98,7 +100,7 @@ def _as_table(lines: list[bytes]) -> pa.Table:
     return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
 
 
-def _fitted_table(lines: list[bytes]) -> pa.Table:
+def _fitted_table(lines: Sequence[bytes]) -> pa.Table:
     return pa.Table.from_pylist([_fitted(line) for line in lines], schema=_LINE_SCHEMA)
 
 
@@ -130,7 +132,7 @@ def _fitted(line: bytes) -> dict[str, Any]:
     return {"captureData": out, "eventMetadata": {"inferenceTime": stamp}}
 
 
-def _vectorised(lines: list[bytes], since_us: int | None) -> tuple[np.ndarray, _Part, dict]:
+def _vectorised(lines: Sequence[bytes], since_us: int | None) -> tuple[np.ndarray, _Part, dict]:
     """Parse a block column-wise: the rows read and ``slow``, the lines to read one by one."""
     table = _as_table(lines)
     capture = _strings(table.column("captureData"))
@@ -146,10 +148,16 @@ def _vectorised(lines: list[bytes], since_us: int | None) -> tuple[np.ndarray, _
     pos = starts[idx]
     sex = pc.utf8_trim_whitespace(flat.take(pa.array(pos)))
     ok = _mask(pc.is_in(sex, _SEX_CODES))
-    numeric = np.empty((len(idx), len(NUMERIC_FEATURES)))
-    for j in range(len(NUMERIC_FEATURES)):
-        numeric[:, j], good = _numbers(flat.take(pa.array(pos + j + 1)), 0.0, MAX_MEASUREMENT)
+    take = pa.array(idx)
+    plain = _plain_measurements(texts.take(take), fields.take(take), 0.0, MAX_MEASUREMENT)
+    if plain is not None:  # the usual block: one regex per row, not one per field
+        numeric, good = plain
         ok &= good
+    else:
+        numeric = np.empty((len(idx), len(NUMERIC_FEATURES)))
+        for j in range(len(NUMERIC_FEATURES)):
+            numeric[:, j], good = _numbers(flat.take(pa.array(pos + j + 1)), 0.0, MAX_MEASUREMENT)
+            ok &= good
     nine = width[idx] == 9
     if nine.any():
         tail = np.where(nine, pos + 8, pos)  # rows of 8 fields check their sex field: ignored

@@ -9,6 +9,7 @@ import binascii
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import json as pa_json
 
+from jobs.adapters.capture_blocks import _blocks_into
 from jobs.adapters.storage import LocalStore, S3Store, Store
 from jobs.core.errors import StorageError
+from jobs.core.numbers import NUMBER_REGEX
 from jobs.core.schema import SEX_VALUES
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,8 @@ _ANSWER_SCHEMA = pa.schema(
         ("model_version", pa.string()),
     ]
 )
-# What Python's float() reads the same way as Arrow's cast (anything else is read line by line).
-_DECIMAL = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+# The contract's one number grammar (ASCII, RE2 here); Arrow's cast then reads it as float() does.
+_DECIMAL = NUMBER_REGEX
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z?$"
 _SEX_CODES = pa.array(sorted(SEX_VALUES))
 
@@ -63,8 +66,13 @@ def _open_stream(store: Store, key: str) -> Any:
     return io.BytesIO(store.get_bytes(key))
 
 
-def _blocks(stream: Any, size: int) -> Iterator[bytes]:
-    """Blocks of whole lines (cut after a newline) of at most about ``size`` bytes."""
+def _blocks(stream: Any, size: int, buffer: bytearray | None = None) -> Iterator[bytes]:
+    """Blocks of whole lines (cut after a newline) of at most about ``size`` bytes: each read of
+    ``size`` bytes, after the unfinished line the previous read left, cut after its last newline.
+    A file is read into ``buffer`` (reused from file to file when the caller passes one)."""
+    if hasattr(stream, "readinto"):
+        yield from _blocks_into(stream, size, bytearray() if buffer is None else buffer)
+        return
     carry = b""
     while True:
         data = stream.read(size)
@@ -88,7 +96,16 @@ def _strings(values: Any) -> pa.Array:
 def _child(parent: pa.Array, name: str) -> pa.Array:
     """A struct child with the parent's nulls (a null parent gives a null child)."""
     child = pc.struct_field(parent, name)
+    if parent.null_count == 0:  # nothing to mask (the common case): no copy of the child
+        return child
     return pc.if_else(parent.is_valid(), child, pa.scalar(None, child.type))
+
+
+def _by_value(values: pa.Array, kernel: Any) -> pa.Array:
+    """An element-wise ``kernel`` computed once per distinct value and spread back to every row
+    (content types and encodings repeat in nearly every line: one regex per value, not per row)."""
+    encoded = pc.dictionary_encode(values)
+    return pc.take(kernel(encoded.dictionary), encoded.indices)
 
 
 def _mask(values: Any) -> np.ndarray:
@@ -98,8 +115,11 @@ def _mask(values: Any) -> np.ndarray:
 
 def _media(content_type: pa.Array, encoding: pa.Array) -> pa.Array:
     """:func:`jobs.core.contract.media_type` of each block, falling back on the encoding."""
-    kind = pc.utf8_lower(
-        pc.utf8_trim_whitespace(pc.replace_substring_regex(content_type, r";(?s:.*)$", ""))
+    kind = _by_value(
+        content_type,
+        lambda v: pc.utf8_lower(
+            pc.utf8_trim_whitespace(pc.replace_substring_regex(v, r";(?s:.*)$", ""))
+        ),
     )
     kind = pc.fill_null(kind, "")
     fallback = pc.if_else(
@@ -149,15 +169,17 @@ def _csv_texts(payload: pa.Array) -> tuple[pa.Array, np.ndarray]:
     is_csv = _mask(pc.equal(kind, "text/csv"))
     is_json = _mask(pc.equal(kind, "application/json")) & usable
     if is_json.any():
-        rewritten = pc.if_else(pa.array(is_json), data, pa.scalar(None, pa.string()))
+        where = np.flatnonzero(is_json)
+        bodies = data.take(pa.array(where))  # the JSON bodies only: no copy of the whole column
         matched = np.zeros(len(data), dtype=bool)
         for pattern, row in _JSON_ROWS:
-            hit = _mask(pc.match_substring_regex(rewritten, pattern))
+            hit = _mask(pc.match_substring_regex(bodies, pattern))
             if hit.any():
-                data = pc.if_else(
-                    pa.array(hit), pc.replace_substring_regex(rewritten, pattern, row), data
-                )
-                matched |= hit
+                rows = np.zeros(len(data), dtype=bool)
+                rows[where[hit]] = True
+                rewritten = pc.replace_substring_regex(bodies.filter(pa.array(hit)), pattern, row)
+                data = pc.replace_with_mask(data, pa.array(rows), rewritten)
+                matched |= rows
         is_json &= matched
     return data, usable & (is_csv | is_json)
 
@@ -174,7 +196,7 @@ def _one_row_csv(text: pa.Array) -> tuple[np.ndarray, pa.Array | None]:
 
 def _numbers(fields: pa.Array, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     """Fields as floats and whether each is a plain decimal within ``[lo, hi]``."""
-    trimmed = pc.utf8_trim_whitespace(fields)
+    trimmed = pc.ascii_trim_whitespace(fields)  # as jobs.core.numbers: ASCII whitespace only
     ok = _mask(pc.match_substring_regex(trimmed, _DECIMAL))
     values = np.full(len(fields), np.nan)
     if ok.any():
@@ -184,6 +206,34 @@ def _numbers(fields: pa.Array, lo: float, hi: float) -> tuple[np.ndarray, np.nda
             return values, np.zeros(len(fields), dtype=bool)  # read line by line instead
     ok &= (values >= lo) & (values <= hi)
     return values, ok
+
+
+# A one-row CSV text that is exactly "sex,d,d,d,d,d,d,d" (no white space, each d a _DECIMAL): its
+# fields need no trimming and pass _DECIMAL as they are, so one regex per row checks all of them.
+_PLAIN_ROW = (
+    "^(?:"
+    + "|".join(re.escape(code) for code in sorted(SEX_VALUES))
+    + ")(?:,(?:"
+    + _DECIMAL.removeprefix("^").removesuffix("$")
+    + ")){7}$"
+)
+
+
+def _plain_measurements(
+    texts: pa.Array, fields: pa.Array, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_numbers` of the seven measurements of every row at once - ``(values (n, 7), ok)``,
+    ``fields`` the rows' split ``texts`` - when every text is a plain row (:data:`_PLAIN_ROW`);
+    None otherwise (then each column goes through :func:`_numbers`)."""
+    if not _mask(pc.match_substring_regex(pc.ascii_trim_whitespace(texts), _PLAIN_ROW)).all():
+        return None
+    starts = np.asarray(fields.offsets)[:-1]
+    cells = fields.values.take(pa.array((starts[:, None] + np.arange(1, 8)).ravel()))
+    try:
+        values = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, 7)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return values, ((values >= lo) & (values <= hi)).all(axis=1)
 
 
 def _stamps(meta: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -201,9 +251,8 @@ def _stamps(meta: pa.Array) -> tuple[np.ndarray, np.ndarray]:
             unit="us",
             error_is_null=True,  # an impossible date: that record is read line by line
         )
-        fraction = pc.utf8_rpad(
-            pc.fill_null(pc.extract_regex(picked, r"\.(?P<f>[0-9]+)").field("f"), ""), 6, "0"
-        )
+        # matched _ISO_UTC: after the 19 characters of the seconds come "", "Z" or ".f…[Z]"
+        fraction = pc.utf8_rpad(pc.utf8_rtrim(pc.utf8_slice_codeunits(picked, 20, 27), "Z"), 6, "0")
         value = whole.cast(pa.int64()).to_numpy(zero_copy_only=False)
         valid = _mask(whole.is_valid())
         value = np.where(valid, value, 0).astype(np.int64)
@@ -242,12 +291,13 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         rings[take] = values[take]
         known |= take
     json_rows = plain & _mask(pc.equal(kind, "application/json"))
-    json_rows &= ~_mask(pc.match_substring_regex(data, "[\\r\\n]"))
+    if json_rows.any() and _line_breaks(data.filter(pa.array(json_rows))):
+        json_rows &= ~_mask(pc.match_substring_regex(data, "[\\r\\n]"))
     if json_rows.any():
         texts = data.filter(pa.array(json_rows))
         try:
             body = pa_json.read_json(
-                io.BytesIO("\n".join(texts.to_pylist()).encode()),
+                pa.BufferReader(_joined_lines(texts)),
                 read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26),
                 parse_options=pa_json.ParseOptions(
                     explicit_schema=_ANSWER_SCHEMA, unexpected_field_behavior="ignore"
@@ -273,6 +323,26 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         known[where[good]] = True
         versions[where[good]] = np.asarray(names, dtype=object)[good]
     return rings, known, versions
+
+
+def _line_breaks(texts: pa.Array) -> bool:
+    """Whether some of the (non-null) ``texts`` holds a CR or LF: one scan of their bytes."""
+    values = texts.buffers()[2]
+    if values is None:
+        return False
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)
+    start, end = int(offsets[texts.offset]), int(offsets[texts.offset + len(texts)])
+    chunk = values[start:end].to_pybytes()
+    return b"\n" in chunk or b"\r" in chunk
+
+
+def _joined_lines(texts: pa.Array) -> pa.Buffer:
+    """The (non-null) ``texts`` as one buffer, each followed by a newline - the lines Python's
+    ``"\n".join`` would give, built by Arrow without a Python string per row."""
+    joined = pc.binary_join_element_wise(texts, pa.scalar("", pa.string()), "\n")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
+    start, end = offsets[joined.offset], offsets[joined.offset + len(joined)]
+    return joined.buffers()[2][start:end]
 
 
 def _answer(text: str) -> tuple[float, str | None] | None:

@@ -40,6 +40,7 @@ from jobs.adapters.capture_arrow import (
     _typed,
     _vectorised,
 )
+from jobs.adapters.capture_blocks import _plain_lines
 from jobs.adapters.capture_kernels import (
     BLOCK_BYTES,
     _blocks,
@@ -116,12 +117,19 @@ class CaptureScan:
         return self._rows
 
     def __iter__(self) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        buffer = bytearray()  # read buffer, reused from file to file
         for key in self.keys:
             self.batch.files += 1
             stream = _open_stream(self.store, key)
             try:
                 number = 0
-                for block in _blocks(stream, self.block_bytes):
+                for block in _blocks(stream, self.block_bytes, buffer):
+                    lines: Sequence[bytes] | None = _plain_lines(block)  # the common case
+                    if lines is not None:
+                        numbers = range(number + 1, number + len(lines) + 1)
+                        number += len(lines)
+                        yield from self._block(key, lines, numbers)
+                        continue
                     split = block.splitlines()
                     if b"" in split or any(map(bytes.isspace, split)):  # blank lines: dropped
                         numbers = [number + i for i, line in enumerate(split, 1) if line.strip()]
@@ -134,7 +142,7 @@ class CaptureScan:
                 stream.close()
         self._finish()
 
-    def _block(self, key: str, lines: list[bytes], numbers: Sequence[int]) -> Iterator[tuple]:
+    def _block(self, key: str, lines: Sequence[bytes], numbers: Sequence[int]) -> Iterator[tuple]:
         """The rows of one block's non-blank ``lines`` (``numbers``: their line numbers)."""
         if not lines:
             return
@@ -172,6 +180,11 @@ class CaptureScan:
         stamp = record.timestamp
         if self.since is not None and (stamp is None or stamp < self.since):
             return None
+        if (
+            record.source_format == "loss"
+        ):  # a loss marker: records the server could not write, no rows
+            self.batch.dropped += record.dropped
+            return None
         self.batch.records += 1
         self._formats[record.source_format] += 1
         if record.model_version is not None:
@@ -193,6 +206,8 @@ class CaptureScan:
                 b.skipped,
                 b.skipped_examples[0] if b.skipped_examples else "?",
             )
+        if b.dropped:
+            log.warning("%d records were not captured (the server could not write them)", b.dropped)
         b.formats = dict(self._formats)
         b.model_versions = dict(self._versions)
 

@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.core.contract import InvalidInput, media_type, parse_request
+from jobs.core.numbers import NotANumber, is_number, parse_number, shown, why_not
 from jobs.core.schema import FEATURES
 from jobs.core.timewindow import parse_time
 
@@ -53,7 +55,8 @@ class CaptureRecord:
     model_version: str | None
     rows: list[dict[str, Any]]
     predictions: list[float] | None
-    source_format: str  # abalone | sagemaker
+    source_format: str  # abalone | sagemaker | loss (a loss marker: no rows)
+    dropped: int = 0  # records ``abalone serve`` could not write (loss markers only)
 
 
 def _rings(outputs: Any) -> list[float]:
@@ -90,7 +93,18 @@ def _rows(inputs: Any) -> list[dict[str, Any]]:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, str | int | float)
             ):
-                raise RecordError(f"input {name}={value!r} is not a scalar value")
+                raise RecordError(f"input {name}={shown(value)} is not a scalar value")
+            if name == "sex" or value is None:
+                continue
+            if isinstance(value, str) and not is_number(value):  # the contract's one grammar
+                raise RecordError(f"input {name}={shown(value)} is {why_not(value)}")
+            if isinstance(value, int):
+                try:
+                    row[name] = value = float(value)
+                except OverflowError:
+                    raise RecordError(f"input {name}={shown(value)} is too large") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RecordError(f"input {name}={value!r} is not a finite number")
         rows.append(row)
     return rows
 
@@ -150,7 +164,7 @@ def _output_rings(text: str, kind: str) -> tuple[list[float], str | None]:
     if kind == "application/json" or (not kind and text.lstrip()[:1] in "{["):
         try:
             body = json.loads(text)
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, huge integers, deep nesting
             raise RecordError("endpointOutput is not valid JSON") from err
         version = body.get("model_version") if isinstance(body, Mapping) else None
         return _rings(body), None if version is None else str(version)
@@ -159,8 +173,8 @@ def _output_rings(text: str, kind: str) -> tuple[list[float], str | None]:
         if not line.strip():
             continue
         try:
-            rings.append(float(line.split(",", 1)[0]))
-        except ValueError as err:
+            rings.append(parse_number(line.split(",", 1)[0]))
+        except NotANumber as err:
             raise RecordError(f"endpointOutput CSV value {line[:40]!r} is not a number") from err
     return rings, None
 
@@ -201,15 +215,34 @@ def parse_line(line: str | bytes) -> CaptureRecord:
     """One JSONL line in either capture format, or :class:`RecordError`."""
     try:
         obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RecordError(f"not JSON ({err.msg if hasattr(err, 'msg') else err})") from err
+    except RecursionError:
+        raise RecordError("not JSON (nested too deeply)") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an integer of 4,300+ digits
+        raise RecordError(f"not JSON ({getattr(err, 'msg', None) or str(err)[:80]})") from None
     if not isinstance(obj, Mapping):
         raise RecordError("a capture record must be a JSON object")
     if "captureData" in obj:
         return parse_sagemaker_record(obj)
     if "inputs" in obj:
         return parse_abalone_record(obj)
+    if "capture_dropped" in obj:
+        return _loss_marker(obj)
     raise RecordError("neither an abalone capture record (inputs) nor SageMaker (captureData)")
+
+
+def _loss_marker(obj: Mapping[str, Any]) -> CaptureRecord:
+    """``{"timestamp": …, "capture_dropped": N, …}``: N records the server could not write."""
+    count = obj["capture_dropped"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise RecordError(f"capture_dropped {shown(count)} is not a count")
+    return CaptureRecord(
+        timestamp=_timestamp(obj.get("timestamp")),
+        model_version=None,
+        rows=[],
+        predictions=None,
+        source_format="loss",
+        dropped=count,
+    )
 
 
 @dataclass
@@ -224,6 +257,7 @@ class CaptureBatch:
     files: int = 0
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
+    dropped: int = 0  # records the server could not write (its loss markers)
     formats: dict[str, int] = field(default_factory=dict)
     model_versions: dict[str, int] = field(default_factory=dict)
     first: datetime | None = None
@@ -253,6 +287,7 @@ class CaptureBatch:
                 len(self.predictions) if self.total_predictions is None else self.total_predictions
             ),
             "skipped_lines": self.skipped,
+            "dropped_records": self.dropped,
             "sampled": self.sampled,
             "sampled_rows": len(self.features),
             "sampled_predictions": len(self.predictions),

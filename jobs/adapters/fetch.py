@@ -2,8 +2,10 @@
 
 Every fetch returns the bytes and their lineage (source, size, sha256). The default source is the
 UCI file shipped in the package (``package:abalone.csv``, no network); ``uci`` names the original
-URL. Downloads have a timeout, a size limit and a cache under ``$ABALONE_HOME/cache`` (keyed by URL).
-A truncated download (fewer bytes than announced) is an error, never a batch.
+URL. Downloads have a per-read timeout, a total deadline, a size limit and a cache under
+``$ABALONE_HOME/cache`` (keyed by a digest of the URL). A truncated or late download is an error,
+never a batch, and leaves nothing in the cache. The request uses the URL as given; the lineage, the
+cache metadata, log lines and error messages carry it redacted (:mod:`jobs.core.redact`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -25,6 +28,7 @@ import httpx
 from jobs.adapters.settings import UCI_ABALONE_URL, FetchLimits
 from jobs.adapters.storage import open_store
 from jobs.core.errors import SourceError, StorageError, UsageError
+from jobs.core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -130,40 +134,53 @@ def fetch_local(path: Path, limits: FetchLimits) -> Fetched:
 
 
 def fetch_http(url: str, limits: FetchLimits, cache_dir: Path | None, refresh: bool) -> Fetched:
-    key = hashlib.sha256(url.encode()).hexdigest()[:24]
+    key = hashlib.sha256(url.encode()).hexdigest()[:24]  # a digest: the URL itself is not stored
+    shown = redact(url)
     cached = cache_dir / key if cache_dir else None
     name = _safe_name(urlparse(url).path) or "batch.csv"
     if cached and not refresh and (cached / "data").is_file() and (cached / "meta.json").is_file():
         data = (cached / "data").read_bytes()
         meta = json.loads((cached / "meta.json").read_text())
         if hashlib.sha256(data).hexdigest() == meta.get("sha256"):
-            log.info("using cached download of %s", url)
-            return _done(data, url, name, cached=True)
+            log.info("using cached download of %s", shown)
+            return _done(data, shown, name, cached=True)
     chunks: list[bytes] = []
     received = 0
+    deadline = time.monotonic() + limits.deadline_s
+    late = SourceError(
+        f"download of {shown} did not finish within the {limits.deadline_s:g}s deadline "
+        "(ABALONE_FETCH_DEADLINE_S); nothing was kept"
+    )
     try:
-        with httpx.stream("GET", url, timeout=limits.timeout_s, follow_redirects=True) as resp:
+        timeout = min(limits.timeout_s, limits.deadline_s)
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
             if resp.status_code != 200:
-                raise SourceError(f"download failed: HTTP {resp.status_code} from {url}")
+                raise SourceError(f"download failed: HTTP {resp.status_code} from {shown}")
             announced = resp.headers.get("content-length")
             if announced and int(announced) > limits.max_bytes:
-                raise _too_large(url, int(announced), limits)
+                raise _too_large(shown, int(announced), limits)
             for chunk in resp.iter_raw():
                 received += len(chunk)
                 if received > limits.max_bytes:
-                    raise _too_large(url, received, limits)
+                    raise _too_large(shown, received, limits)
                 chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise late
             if announced and received != int(announced):
                 raise SourceError(
-                    f"download truncated: got {received} of {announced} bytes from {url}"
+                    f"download truncated: got {received} of {announced} bytes from {shown}"
                 )
     except httpx.TimeoutException as err:
-        raise SourceError(f"download timed out after {limits.timeout_s:.0f}s: {url}") from err
+        if time.monotonic() > deadline:
+            raise late from err
+        raise SourceError(f"download timed out after {timeout:g}s: {shown}") from err
     except httpx.RemoteProtocolError as err:
-        raise SourceError(f"download truncated after {received} bytes from {url}: {err}") from err
+        raise SourceError(
+            f"download truncated after {received} bytes from {shown}: {redact(str(err))}"
+        ) from err
     except httpx.HTTPError as err:
-        raise SourceError(f"download failed from {url}: {err}") from err
-    fetched = _done(b"".join(chunks), url, name)
+        raise SourceError(f"download failed from {shown}: {redact(str(err))}") from err
+    fetched = _done(b"".join(chunks), shown, name)
     if cached:
         try:
             cached.mkdir(parents=True, exist_ok=True)
@@ -172,7 +189,7 @@ def fetch_http(url: str, limits: FetchLimits, cache_dir: Path | None, refresh: b
             os.replace(tmp, cached / "data")
             (cached / "meta.json").write_text(json.dumps(fetched.lineage()))
         except OSError as err:  # a cache failure never fails the ingest
-            log.warning("could not cache %s: %s", url, err)
+            log.warning("could not cache %s: %s", shown, err)
     return fetched
 
 
@@ -224,6 +241,6 @@ def fetch(
         return fetch_local(Path(urlparse(source).path), limits)
     if scheme and len(scheme) > 1:
         raise SourceError(
-            f"unsupported source {source!r}: use a path, http(s):// or s3://, or `uci`"
+            f"unsupported source {redact(source)!r}: use a path, http(s):// or s3://, or `uci`"
         )
     return fetch_local(Path(source), limits)

@@ -11,7 +11,8 @@ the tracking store from ``MLFLOW_TRACKING_URI``), then defaults derived from ``A
 - ``ABALONE_ENV`` (entry points only; the CLI takes ``--env``), and the AWS deployment's
   ``ABALONE_CAPTURE_URI``, ``ABALONE_STAGING_ENDPOINT``, ``ABALONE_STATE_MACHINE_ARN``,
   ``ABALONE_METRIC_NAMESPACE``, ``ABALONE_PROMOTION_LOCK_TABLE`` and
-  ``ABALONE_PROMOTION_LOCK_LEASE_S`` (the stack's promotion lock), ``ABALONE_GIT_SHA``.
+  ``ABALONE_PROMOTION_LOCK_LEASE_S`` (the stack's promotion lock), ``ABALONE_GIT_SHA``;
+- ``ABALONE_FETCH_DEADLINE_S``: the most a download of a URL source may take in all (default 120).
 
 This is the only module that reads ``os.environ`` (plus :func:`scoped_environ` for the few library
 switches MLflow only takes from the environment).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -64,8 +66,18 @@ class MissingSetting(UsageError):
 class FetchLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False, description="per read")
+    deadline_s: float = Field(default=120.0, gt=0, allow_inf_nan=False, description="in all")
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+
+
+def megabytes(value: float, option: str) -> int:
+    """``--max-mb``-style option (MB, a float) → bytes; anything but a finite size of at least one
+    byte (``nan``, ``inf``, ``0``, ``1e-9``, negative) is a usage error naming the option."""
+    size = value * 1024 * 1024 if math.isfinite(value) else math.nan
+    if not (math.isfinite(size) and 1 <= size <= 2**53):
+        raise UsageError(f"{option} {value:g} is not a size: give a positive number of MB")
+    return int(size)
 
 
 class _Mapping(EnvSettingsSource):
@@ -104,6 +116,7 @@ class _FromEnvironment(BaseSettings):
     promotion_lock_table: str | None = None
     promotion_lock_lease_s: float | None = Field(default=None, gt=0)
     git_sha: str | None = None
+    fetch_deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @classmethod
     def settings_customise_sources(
@@ -173,7 +186,10 @@ def load_settings(
     try:
         given = _FromEnvironment(**{k: v for k, v in overrides.items() if k in _ENV_FIELDS})
     except ValidationError as err:
-        raise UsageError(f"bad setting: {err.errors()[0]['msg']}") from err
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else ""
+        name = _ENV_NAMES.get(field, f"ABALONE_{field.upper()}") if field else "setting"
+        raise UsageError(f"bad setting {name}: {first['msg']}") from err
     finally:
         _ENVIRON.reset(token)
     fill = {k: v for k, v in (defaults or {}).items() if getattr(given, k) is None}
@@ -193,7 +209,12 @@ def load_settings(
     else:
         lake = str(Path(lake).absolute())
         default_reports = str(home / "reports")
-    values = given.model_dump(exclude={"home", "lake", "reports", "tracking_uri", "env"})
+    values = given.model_dump(
+        exclude={"home", "lake", "reports", "tracking_uri", "env", "fetch_deadline_s"}
+    )
+    if given.fetch_deadline_s is not None:
+        fetch = rest.get("fetch") or FetchLimits()
+        rest["fetch"] = fetch.model_copy(update={"deadline_s": given.fetch_deadline_s})
     return Settings(
         home=home,
         lake=lake,

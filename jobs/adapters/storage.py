@@ -2,7 +2,9 @@
 
 Both stores have the same small surface, keys are ``/``-separated relative paths, and every write is
 atomic (local: temp file + ``os.replace``; S3: a single PUT). Raw data is written with
-``overwrite=False`` so an existing object is never replaced.
+``overwrite=False`` so an existing object is never replaced. Local files are created ``0640`` in
+``0750`` directories whatever the umask (:func:`private_umask` sets the same for what libraries
+create: MLflow's store, logs, Data Docs).
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ from urllib.parse import urlparse
 from jobs.core.errors import StorageError
 
 log = logging.getLogger(__name__)
+
+#: the umask of every entry point: files 0640, directories 0750, nothing for others
+UMASK = 0o027
+FILE_MODE = 0o640
+
+
+def private_umask() -> None:
+    """Set the process umask to :data:`UMASK` (entry points, once at start; children inherit it),
+    so what the product and its libraries create is never group-writable or world-accessible,
+    whatever umask the user runs with."""
+    os.umask(UMASK)
 
 
 class Store(Protocol):
@@ -71,6 +84,7 @@ class LocalStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.name)
             try:
+                os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; the lake's files are all alike
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     fh.flush()

@@ -3,9 +3,10 @@
 Every call names its store (``MlflowClient(tracking_uri=…)``, ``tracking_uri=`` on downloads); where
 MLflow only reads its process-wide URIs, :func:`~jobs.adapters.tracking_store.using_tracking_uri`
 scopes them to the call. Aliases: ``@challenger`` (latest trained), ``@champion`` (served),
-``@previous`` (the champion before); stages are not used. Promotion moves ``@previous`` before
-``@champion``, and each promoted version records the one it replaced (``champion.replaced``), so
-:meth:`Registry.rollback` walks back one step at a time.
+``@previous`` (the champion before); stages are not used. Each promoted version records the one it
+replaced (``champion.replaced``), so :meth:`Registry.rollback` walks back one step at a time.
+Promotion and rollback are crash-safe (intent first, repair after a crash):
+:mod:`jobs.adapters.tracking_promotion`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from jobs.adapters.settings import Settings, scoped_environ
+from jobs.adapters.tracking_promotion import INTENT_TAG, CrashSafePromotion
 from jobs.adapters.tracking_store import (
     artifact_location,
     check_tracking,
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "INTENT_TAG",
     "PREVIOUS",
     "Aliases",
     "Registry",
@@ -62,7 +65,7 @@ class Aliases:
     challenger: str | None
 
 
-class Registry:
+class Registry(CrashSafePromotion):
     """Registry operations for one registered model (default ``abalone-age``)."""
 
     def __init__(self, tracking_uri: str, name: str = MODEL_NAME, client: Any = None) -> None:
@@ -209,36 +212,6 @@ class Registry:
             version,
             {"approval": "approved", "approved_by": by, "approved_at": _now()},
         )
-
-    def promote(self, version: str | int) -> Aliases:
-        """``@champion`` → ``version``; the old champion → ``@previous`` (set first)."""
-        version = str(version)
-        self.version(version)
-        old = self.alias(CHAMPION)
-        if old == version:
-            return self.aliases()
-        if old is not None:
-            self.set_alias(PREVIOUS, old)
-            self.set_tags(version, {"champion.replaced": old})
-        self.set_alias(CHAMPION, version)
-        self.set_tags(version, {"champion.promoted_at": _now()})
-        return self.aliases()
-
-    def rollback(self) -> Aliases:
-        """``@champion`` → ``@previous``; ``@previous`` → the version the restored one had replaced."""
-        target = self.alias(PREVIOUS)
-        if target is None:
-            raise UsageError(f"no @{PREVIOUS} version of {self.name} to roll back to")
-        current = self.alias(CHAMPION)
-        self.set_alias(CHAMPION, target)
-        if current is not None and current != target:
-            self.set_tags(current, {"rolled_back_at": _now(), "rolled_back_to": target})
-        before = self.tags(target).get("champion.replaced")
-        if before and before not in (target, current) and self._exists(before):
-            self.set_alias(PREVIOUS, before)
-        else:
-            self.delete_alias(PREVIOUS)
-        return self.aliases()
 
     def _exists(self, version: str) -> bool:
         try:

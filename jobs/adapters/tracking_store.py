@@ -4,6 +4,7 @@ process-wide URIs (the fluent logging API and the SQLite registry read them) to 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
+from jobs.adapters.locking import store_lock
 from jobs.adapters.settings import Settings, scoped_environ
 from jobs.core.errors import ServiceError, UsageError
+from jobs.core.redact import redact
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -28,8 +31,19 @@ def _sqlite_path(uri: str) -> Path | None:
     )
 
 
+def _probe_sqlite(path: Path, shown: str, timeout_s: float) -> None:
+    """Open the SQLite file once (creating it, as MLflow would): MLflow itself retries a store it
+    cannot open for ~100 s and then raises SQLAlchemy's error as a traceback."""
+    try:
+        with contextlib.closing(sqlite3.connect(str(path), timeout=timeout_s)) as db:
+            db.execute("PRAGMA schema_version")
+    except sqlite3.Error as err:
+        raise ServiceError(f"MLflow tracking store {shown} cannot be opened: {err}") from err
+
+
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast with one clear line when the tracking store cannot be reached."""
+    """Fail fast (seconds) with one clear line when the tracking store cannot be reached."""
+    shown = redact(uri)
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         url = uri.rstrip("/") + "/health"
@@ -37,12 +51,12 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             resp = httpx.get(url, timeout=timeout_s)
         except httpx.HTTPError as err:
             raise ServiceError(
-                f"MLflow tracking server {uri} is unreachable ({type(err).__name__}: {err}); "
-                "start it or fix MLFLOW_TRACKING_URI"
+                f"MLflow tracking server {shown} is unreachable "
+                f"({type(err).__name__}: {redact(str(err))}); start it or fix MLFLOW_TRACKING_URI"
             ) from err
         if resp.status_code >= 400:
             raise ServiceError(
-                f"MLflow tracking server {uri} answered HTTP {resp.status_code} on /health"
+                f"MLflow tracking server {shown} answered HTTP {resp.status_code} on /health"
             )
         return
     sqlite = _sqlite_path(uri)
@@ -53,16 +67,32 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
             raise ServiceError(
                 f"cannot create the MLflow store directory {sqlite.parent}: {err}"
             ) from err
+        _probe_sqlite(sqlite, shown, timeout_s)
 
+    # the first open of a SQLite store creates and migrates its schema: one process at a time
+    creation = (
+        store_lock(uri, purpose="store creation")
+        if sqlite is not None
+        else contextlib.nullcontext()
+    )
     try:
-        with scoped_environ(  # MLflow's REST client without retries, with a short timeout
-            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-            MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
+        with (
+            creation,
+            scoped_environ(  # MLflow's REST client without retries, with a short timeout
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout_s))),
+            ),
         ):
             MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    except ImportError as err:  # a database URI whose driver is not installed
+        raise UsageError(
+            f"MLFLOW_TRACKING_URI {shown} needs the module `{err.name}`, which is not installed "
+            "(pip install its driver, or use sqlite:/// or http://)"
+        ) from err
     except (MlflowException, OSError) as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        raise ServiceError(f"MLflow tracking store {uri} is unreachable: {first}") from err
+        raise ServiceError(
+            f"MLflow tracking store {shown} is unreachable: {redact(first_line(err))}"
+        ) from err
 
 
 def artifact_location(settings: Settings) -> str | None:

@@ -28,9 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jobs.adapters.fetch import fetch
 from jobs.adapters.lake import Lake
-from jobs.adapters.settings import FetchLimits, default_environ, load_settings
+from jobs.adapters.settings import FetchLimits, default_environ, load_settings, megabytes
 from jobs.adapters.storage import open_store
 from jobs.core.errors import RejectedError, StorageError, UsageError
+from jobs.core.redact import RedactingFilter
 from jobs.ingestion.ingest import ingest
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def run(args: GlueArgs, *, s3_client: Any = None) -> dict[str, Any]:
     _refuse_relanding(args, lake)
     overrides: dict[str, Any] = {}
     if args.max_mb is not None:
-        overrides["fetch"] = FetchLimits(max_bytes=int(args.max_mb * 1024 * 1024))
+        overrides["fetch"] = FetchLimits(max_bytes=megabytes(args.max_mb, "--max_mb"))
     with tempfile.TemporaryDirectory(prefix="abalone-glue-") as tmp:
         settings = load_settings(
             args.env, home=tmp, lake=args.lake, reports=args.reports, **overrides
@@ -274,5 +275,7 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for _handler in logging.getLogger().handlers:
+        _handler.addFilter(RedactingFilter())  # no URL credentials in the job's log
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     main()

@@ -1,21 +1,26 @@
 """The Typer app and what every command shares: options, settings, error handling (one line on
-stderr and the exit code: 0 ok, 1 rejected, 2 usage/config/source/service error), JSON output."""
+stderr and the exit code: 0 ok, 1 rejected, 2 usage/config/source/service error or a bug), JSON
+output."""
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 
 from jobs.adapters.settings import Settings, load_settings
-from jobs.cli.logs import configure_logging, state
+from jobs.adapters.storage import private_umask
+from jobs.cli.logs import configure_logging, log_file_path, state
 from jobs.core.errors import AbaloneError
+from jobs.core.redact import redact
 
 app = typer.Typer(
     name="abalone",
@@ -36,21 +41,36 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        private_umask()  # files 0640, directories 0750, whatever the user's umask
         configure_logging()
         try:
             return fn(*args, **kwargs)
         except AbaloneError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            message = redact(str(err))  # no URL credentials on the terminal
+            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # a command's own exit code (e.g. monitor's 1 = drift) or a usage error
+        except Exception as err:
+            # A bug must not borrow a command's exit codes (1 means "drift" or "rejected"): one
+            # line and exit 2; the traceback goes to the log file (and the terminal with -v).
+            logging.getLogger("abalone.internal").error("unexpected error", exc_info=True)
+            console.print(
+                f"[bold red]error:[/] unexpected {type(err).__name__}: {redact(str(err))} "
+                f"(a bug: the traceback is in {log_file_path()}; `abalone -v …` shows it here)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
 
     return wrapper
 
 
 def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(redact(payload), indent=2, default=str) + "\n")
 
 
 def show(payload: Any, as_json: bool, human: Callable[[Any], None]) -> None:
@@ -58,7 +78,7 @@ def show(payload: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     if as_json:
         print_json(payload)
     else:
-        human(payload)
+        human(redact(payload))
 
 
 def settings_for(env: str) -> Settings:

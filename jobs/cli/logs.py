@@ -1,6 +1,6 @@
 """Where the CLI's log lines go: library chatter (MLflow's INFO lines, alembic, GX, warnings) to
 ``$ABALONE_HOME/logs/abalone.log``; the terminal shows the steps, the summary and the product's own
-warnings (everything with ``-v``)."""
+warnings (everything with ``-v``). Both handlers redact credentials in URLs (:mod:`jobs.core.redact`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from jobs.adapters.settings import default_environ, load_settings, set_environ
+from jobs.core.redact import RedactingFilter
 
 _OWN_LOGGERS = ("jobs", "validation", "components")
 LOG_MAX_BYTES = 10 * 1024 * 1024  # rotated when a command starts with the file above this size
@@ -82,6 +83,7 @@ def configure_logging() -> None:
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for handler in (terminal, to_file):
         handler._abalone = True  # type: ignore[attr-defined]
+        handler.addFilter(RedactingFilter())  # no URL credentials in any log line
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     for name in ("mlflow.tracking.request_header.registry", "sqlalchemy.engine", "urllib3"):

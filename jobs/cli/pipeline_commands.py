@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from jobs.adapters.fetch import resolve_source
-from jobs.adapters.settings import FetchLimits, load_settings
+from jobs.adapters.settings import load_settings, megabytes
 from jobs.cli.app import (
     EnvOption,
     JsonOption,
@@ -30,6 +30,7 @@ from jobs.cli.render import (
     print_run_summary,
 )
 from jobs.core.errors import AbaloneError, UsageError
+from jobs.core.redact import redact
 
 
 @app.command()
@@ -51,12 +52,10 @@ def ingest(
     from jobs.ingestion.ingest import ingest as run_ingest
     from jobs.ingestion.ingest import rejection_reason
 
-    overrides = {}
+    settings = load_settings(env)
     if max_mb is not None:
-        if max_mb <= 0:
-            raise UsageError("--max-mb must be positive")
-        overrides["fetch"] = FetchLimits(max_bytes=int(max_mb * 1024 * 1024))
-    settings = load_settings(env, **overrides)
+        limits = settings.fetch.model_copy(update={"max_bytes": megabytes(max_mb, "--max-mb")})
+        settings = settings.model_copy(update={"fetch": limits})
     batch = resolve_source(source)
     with Steps(enabled=not as_json) as steps:
         result = run_ingest(settings, batch, refresh=refresh, progress=steps)
@@ -153,10 +152,12 @@ def train(
     # lazy: MLflow, Great Expectations, scikit-learn and pandas take seconds to import
     from jobs.adapters.lake import Lake
     from jobs.adapters.tracking import check_tracking
+    from jobs.adapters.tracking_runs import recover_store
     from jobs.training.launcher import prepare_channels, run_subprocess
 
     settings = settings_for(env)
     check_tracking(settings.tracking_uri)
+    recover_store(settings)
     version = dataset or Lake.open(settings.lake).latest_dataset()
     workdir = settings.home / "jobs" / f"train-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
     with Steps(enabled=not as_json) as steps:
@@ -171,7 +172,7 @@ def train(
         "metrics": result.metrics,
         "params": result.params,
         "workdir": str(workdir),
-        "tracking_uri": settings.tracking_uri,
+        "tracking_uri": redact(settings.tracking_uri),
     }
     if as_json:
         print_json(payload)
@@ -246,13 +247,17 @@ def approve(
 def rollback(env: EnvOption = "dev", as_json: JsonOption = False) -> None:
     """Point @champion back at @previous."""
     # lazy: MLflow, Great Expectations, scikit-learn and pandas take seconds to import
+    from jobs.adapters.locking import store_lock
     from jobs.adapters.tracking import Registry, check_tracking
 
     settings = settings_for(env)
     check_tracking(settings.tracking_uri)
     registry = Registry.from_settings(settings)
-    before = registry.alias("champion")
-    aliases = registry.rollback()
+    with store_lock(settings.tracking_uri, settings.home):  # no promotion moves aliases meanwhile
+        if repaired := registry.repair():
+            typer.echo(repaired, err=True)
+        before = registry.alias("champion")
+        aliases = registry.rollback()
     payload = {
         "rolled_back_from": before,
         "champion_version": aliases.champion,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from jobs.cli.app import console
+from jobs.core.redact import redact
 
 
 class Steps:
@@ -23,6 +24,7 @@ class Steps:
         return self
 
     def __call__(self, message: str) -> None:
+        message = redact(message)
         if self._last is not None:
             console.print(f"[green]✓[/] {self._last}", highlight=False)
         self._last = message
@@ -158,7 +160,12 @@ def print_monitor_summary(summary: dict) -> None:
     table.add_row(
         "captured",
         f"{cap['rows']:,} rows, {cap['records']:,} records, {cap['files']} file(s)"
-        + (f", {cap['skipped_lines']} unreadable lines skipped" if cap["skipped_lines"] else ""),
+        + (f", {cap['skipped_lines']} unreadable lines skipped" if cap["skipped_lines"] else "")
+        + (
+            f", {cap['dropped_records']} records lost by data capture"
+            if cap.get("dropped_records")
+            else ""
+        ),
     )
     ref = summary["reference"]
     table.add_row(

@@ -3,20 +3,26 @@ store, or a deployed stack's presigned URL) and ``monitor`` (drift report)."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import httpx
 import typer
 from pydantic import ValidationError
 
-from jobs.adapters.settings import environment
+from jobs.adapters.settings import environment, megabytes
 from jobs.cli.app import EnvOption, JsonOption, app, console, handle_errors, out, settings_for, show
 from jobs.cli.render import Steps, print_monitor_summary
 from jobs.core.errors import ServiceError, UsageError
+from jobs.core.redact import redact
 
 
 @app.command()
@@ -34,6 +40,10 @@ def serve(
         float, typer.Option("--max-body-mb", help="Largest request body, in MB.")
     ] = 5.0,
     max_rows: Annotated[int, typer.Option("--max-rows", help="Most rows per request.")] = 10_000,
+    body_timeout: Annotated[
+        float,
+        typer.Option("--body-timeout", help="Seconds a request body may take to arrive (408)."),
+    ] = 30.0,
     capture: Annotated[
         bool, typer.Option("--capture/--no-capture", help="Append data-capture records.")
     ] = True,
@@ -47,9 +57,20 @@ def serve(
     if not 0 < port < 65536:
         raise UsageError(f"--port {port} is not a TCP port")
     try:
-        limits = ServeLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_rows=max_rows)
+        limits = ServeLimits(
+            max_body_bytes=megabytes(max_body_mb, "--max-body-mb"),
+            max_rows=max_rows,
+            body_timeout_s=body_timeout,
+        )
     except ValidationError as err:
-        raise UsageError("--max-body-mb and --max-rows must be positive") from err
+        raise UsageError("--max-rows and --body-timeout must be positive numbers") from err
+    if not _is_loopback(host):
+        console.print(
+            f"[bold yellow]warning:[/] --host {host} is not a loopback address: the server has no "
+            "authentication, so anyone who can reach this port can call the model (and fill the "
+            "capture). Bind 127.0.0.1 or put an authenticating proxy in front.",
+            highlight=False,
+        )
     if "://" in model or model.startswith(("models:", "runs:")):
         # lazy: MLflow, Great Expectations, scikit-learn and pandas take seconds to import
         from jobs.adapters.tracking import check_tracking
@@ -66,6 +87,15 @@ def serve(
         highlight=False,
     )
     run_server(asgi, host, port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: only `localhost` is known to stay on this machine
+        return False
 
 
 @app.command()
@@ -91,10 +121,12 @@ def ui(
     settings = settings_for("dev")
     uri = settings.tracking_uri
     if uri.startswith(("http://", "https://")):
-        out.print(f"MLflow is already served at {uri}")
+        out.print(f"MLflow is already served at {redact(uri)}", highlight=False)
         return
     if not uri.startswith("sqlite:///"):
-        raise UsageError(f"abalone ui serves a sqlite:/// store; MLFLOW_TRACKING_URI is {uri}")
+        raise UsageError(
+            f"abalone ui serves a sqlite:/// store; MLFLOW_TRACKING_URI is {redact(uri)}"
+        )
     if not 0 < port < 65536:
         raise UsageError(f"--port {port} is not a TCP port")
     with socket.socket() as sock:
@@ -102,6 +134,10 @@ def ui(
             sock.bind(("127.0.0.1", port))
         except OSError as err:
             raise UsageError(f"port {port} on 127.0.0.1 is in use; pass --port") from err
+    # lazy: MLflow takes seconds to import; an unusable store fails here in seconds, in one line
+    from jobs.adapters.tracking import check_tracking
+
+    check_tracking(uri)
     artifacts = settings.home / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     env = environment()
@@ -113,24 +149,65 @@ def ui(
         "--workers", "1", "--backend-store-uri", uri, "--artifacts-destination", str(artifacts),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    with open(log_path, "ab") as log_file, _stop_on_signals():
+        # its own process group: `mlflow server` starts workers; all of them stop with us
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             _wait_ready(f"{url}/health", proc, log_path)
             out.print(f"MLflow UI: {url}", highlight=False)
-            console.print(f"store {uri}; log {log_path}; Ctrl-C to stop", highlight=False)
+            console.print(f"store {redact(uri)}; log {log_path}; Ctrl-C to stop", highlight=False)
             code = proc.wait()
             if code != 0:
                 raise ServiceError(f"mlflow server exited with {code}; see {log_path}")
         except KeyboardInterrupt:
             console.print("stopping MLflow UI")
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            _stop_group(proc)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: stop like Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """The first SIGINT, SIGTERM or SIGHUP raises (like Ctrl-C) so the block's cleanup runs; later
+    ones are ignored so they cannot cut that cleanup short."""
+    received: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            raise _Stopped(signal.Signals(signum).name)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM to the child's whole process group, SIGKILL to what is left after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:  # the workers, which may outlive the server process
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
 
 
 def _wait_ready(url: str, proc, log_path, timeout_s: float = 90.0) -> None:

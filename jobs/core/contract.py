@@ -10,7 +10,9 @@ Request formats (one or many rows; at most ``max_rows`` rows, default 10,000):
   ``{"instances": [{...}]}`` or a bare list of records, MLflow's ``dataframe_split`` and
   ``dataframe_records``, and ``{"inputs": [...]}``. JSON numbers must be numbers.
 
-Every value is checked (``sex`` in {M, F, I}; measurements finite, in ``[0, MAX_MEASUREMENT]``); a bad
+Every value is checked (``sex`` in {M, F, I}; measurements finite, in ``[0, MAX_MEASUREMENT]``; CSV
+fields are numbers of the contract's one grammar, :mod:`jobs.core.numbers`: ASCII digits, no ``0_5``,
+no ``nan``/``inf``, no digits of other scripts, though Python's ``float()`` reads them); a bad
 request raises :class:`InvalidInput` with the HTTP status (400 malformed, 406 ``Accept``, 413 too
 many rows, 415 content type, 422 a value out of contract) and a message naming the row and field.
 Answers by ``Accept``: JSON ``{"predictions": [{"rings", "age_years"}], "model_version"}`` (default)
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.core.errors import UsageError
+from jobs.core.numbers import NotANumber, parse_number, shown
 from jobs.core.schema import AGE_OFFSET_YEARS, FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
 
 JSON_TYPE = "application/json"
@@ -203,18 +206,16 @@ def _header_order(header: list[str]) -> list[int]:
 
 def _csv_float(raw: str, r: int, j: int) -> float:
     try:
-        return float(raw)
-    except ValueError:
-        shown = raw if len(raw) <= 40 else raw[:40] + "…"
-        raise InvalidInput(
-            f"row {r + 1}, field {NUMERIC_FEATURES[j]!r}: not a number: {shown!r}", 422
-        ) from None
+        return parse_number(raw)
+    except NotANumber as err:
+        raise InvalidInput(f"row {r + 1}, field {NUMERIC_FEATURES[j]!r}: {err}", 422) from None
 
 
 def _check_sex(value: Any, r: int) -> str:
     if not isinstance(value, str) or value not in _SEX_SET:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
-        raise InvalidInput(f"row {r + 1}, field 'sex': must be one of M, F, I, got {shown}", 422)
+        raise InvalidInput(
+            f"row {r + 1}, field 'sex': must be one of M, F, I, got {shown(value)}", 422
+        )
     return value
 
 
@@ -228,7 +229,7 @@ def _check_number(x: float, r: int, j: int) -> float:
 def _check_rings(raw: Any, r: int) -> None:
     """The optional trailing ``rings`` is ignored but must still look like a rings count."""
     try:
-        value = float(raw) if isinstance(raw, str) else _json_float(raw)
+        value = parse_number(raw) if isinstance(raw, str) else _json_float(raw)
     except (ValueError, TypeError, OverflowError):
         value = math.nan
     if not (0.0 <= value <= 1000.0):
@@ -299,10 +300,9 @@ def _parse_json(text: str, max_rows: int) -> Rows:
             try:
                 x = _json_float(raw)
             except (TypeError, OverflowError):
-                shown = repr(raw) if len(repr(raw)) <= 40 else repr(raw)[:40] + "…"
                 raise InvalidInput(
                     f"row {r + 1}, field {NUMERIC_FEATURES[j]!r}: must be a JSON number, "
-                    f"got {shown}",
+                    f"got {shown(raw)}",
                     422,
                 ) from None
             numeric[r, j] = _check_number(x, r, j)

@@ -7,10 +7,14 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from jobs.core.errors import SourceError
+from jobs.core.errors import RejectedError, SourceError
 from jobs.core.schema import COLUMNS, FEATURES, SPLITS, TARGET
 
 SPLIT_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}
+#: The fewest rows a dataset version may have: its split then has at least 12 training, 4
+#: validation and 4 test rows, and the model's early stopping (10 % of the training rows held out,
+#: at least 2) can run. Ingest rejects smaller batches; :func:`split` refuses them too.
+MIN_DATASET_ROWS = 20
 
 
 def canonical_csv(frame: pd.DataFrame) -> bytes:
@@ -32,13 +36,22 @@ def rings_bins(rings: pd.Series, max_bins: int = 10, min_per_bin: int = 10) -> n
     return np.minimum(((ranks - 1) * n_bins / max(len(rings), 1)).astype(int), n_bins - 1)
 
 
+def check_enough_rows(rows: int, where: str = "dataset") -> None:
+    """:class:`RejectedError` when ``rows`` is below :data:`MIN_DATASET_ROWS`."""
+    if rows < MIN_DATASET_ROWS:
+        raise RejectedError(
+            f"{where}: not enough rows to train ({rows} < {MIN_DATASET_ROWS}): a dataset needs "
+            f"at least {MIN_DATASET_ROWS} rows to be split into train, validation and test"
+        )
+
+
 def split(frame: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Seeded train/validation/test split stratified on rings bins (70/15/15).
 
     Deterministic for the same rows and seed, so a dataset version's test split never changes.
+    Fewer than :data:`MIN_DATASET_ROWS` rows: :class:`RejectedError`.
     """
-    if len(frame) < 3:
-        raise ValueError(f"need at least 3 rows to split, got {len(frame)}")
+    check_enough_rows(len(frame))
     frame = frame.reset_index(drop=True)
     rng = np.random.default_rng(seed)
     bins = rings_bins(frame[TARGET])

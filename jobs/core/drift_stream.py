@@ -133,10 +133,16 @@ class LiveStatistics:
                     sample[name] = values
             self._rows.add(sample)
         if predictions is not None:
-            preds = pd.to_numeric(
-                pd.Series(np.asarray(predictions, dtype=object).ravel(), dtype=object),
-                errors="coerce",
-            ).to_numpy(float)
+            raw = np.asarray(predictions)
+            if (
+                raw.dtype.kind == "f"
+            ):  # numbers already (the capture reader's): no object round trip
+                preds = raw.astype(float).ravel()
+            else:
+                preds = pd.to_numeric(
+                    pd.Series(np.asarray(predictions, dtype=object).ravel(), dtype=object),
+                    errors="coerce",
+                ).to_numpy(float)
             if preds.size:
                 self.predictions += int(preds.size)
                 self._numeric(PREDICTION, preds, self.profile[PREDICTION]["edges"])

@@ -23,6 +23,7 @@ from jobs.adapters.lake import Lake
 from jobs.adapters.settings import Settings
 from jobs.adapters.storage import Store, open_store
 from jobs.core.data import dataset_version
+from jobs.core.redact import redact
 from validation import validate_batch
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def ingest(
     reports = reports or open_store(settings.reports)
     ingest_id = new_ingest_id()
 
-    step(f"fetching {source}")
+    step(f"fetching {redact(source)}")
     if fetched is None:
         fetched = fetch(
             source,

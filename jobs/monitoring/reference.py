@@ -7,15 +7,17 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from jobs.adapters.settings import Settings
 from jobs.adapters.storage import open_store
-from jobs.adapters.tracking import Registry, check_tracking, parse_models_uri
 from jobs.core.errors import SourceError, StorageError, UsageError
 from jobs.core.policy import MODEL_NAME
 from jobs.core.profile import load_profile, loads_profile
+
+if TYPE_CHECKING:
+    from jobs.adapters.tracking import Registry
 
 DEFAULT_REFERENCE = f"models:/{MODEL_NAME}@champion"
 PROFILE_ARTIFACTS = ("reference_profile.json", "model_dir/reference_profile.json")
@@ -56,6 +58,9 @@ def resolve_reference(
     """The reference profile named by ``--reference`` (default: the champion's)."""
     ref = (reference or DEFAULT_REFERENCE).strip()
     if ref.startswith(("models:/", "runs:/")):
+        # lazy: MLflow takes about a second to import and a profile file does not need it
+        from jobs.adapters.tracking import Registry, check_tracking, parse_models_uri
+
         check_tracking(settings.tracking_uri)
         if ref.startswith("runs:/"):
             run_id = ref[len("runs:/") :].strip("/").split("/", 1)[0]

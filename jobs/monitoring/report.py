@@ -148,7 +148,13 @@ def render_html(
         (
             "captured",
             f"{cap['rows']:,} rows in {cap['records']:,} records from {cap['files']} "
-            f"file(s); {cap['skipped_lines']:,} unreadable lines skipped",
+            f"file(s); {cap['skipped_lines']:,} unreadable lines skipped"
+            + (
+                f"; {cap['dropped_records']:,} records lost by data capture (the server could "
+                "not write them, e.g. a full disk)"
+                if cap.get("dropped_records")
+                else ""
+            ),
         ),
         (
             "sampled",

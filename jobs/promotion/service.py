@@ -19,8 +19,10 @@ from typing import Any
 import pandas as pd
 
 from jobs.adapters.lake import Lake
+from jobs.adapters.locking import store_lock
 from jobs.adapters.settings import Settings
 from jobs.adapters.tracking import Aliases, Registry, check_tracking
+from jobs.adapters.tracking_runs import recover_store
 from jobs.core.errors import UsageError
 from jobs.core.evaluate import paired_bootstrap_rmse_diff, regression_metrics
 from jobs.core.gate import (
@@ -191,9 +193,14 @@ def evaluate_gate(
 
     ``lock`` (the store's promotion lock locally, the stack's lock item on AWS) is held from
     re-reading the champion to moving the aliases, so a candidate is always gated against the
-    champion it would replace."""
+    champion it would replace. Under a lock, a promotion or rollback a crash interrupted is first
+    finished or undone (:meth:`Registry.repair`); without one it is left alone (it may be live).
+    The gate's tags of a passing candidate are written as part of the promotion, so no version is
+    left tagged ``promote`` without having become champion."""
     version = str(version)
     with lock if lock is not None else nullcontext():
+        if lock is not None and (repaired := registry.repair()):
+            log.warning("%s", repaired)
         current = registry.alias(CHAMPION)
         if champion is None or champion.champion_version != current:
             champion = compare_with_champion(registry, version, test_frame, seed=settings.seed)
@@ -201,10 +208,11 @@ def evaluate_gate(
         decision = decide(_inputs(registry, settings, cand, system_test_result, champion))
         to_tags = getattr(system_test_result, "to_tags", None)  # the system test's own figures
         tags = {**(to_tags() if callable(to_tags) else {}), **decision.to_tags()}
-        registry.set_tags(version, tags)
         log.info("gate for %s v%s: %s", registry.name, version, decision.decision)
         if decision.passed:
-            registry.promote(version)
+            registry.promote(version, tags)
+        else:
+            registry.set_tags(version, tags)
     return decision
 
 
@@ -214,6 +222,7 @@ def reevaluate(
     """``abalone promote`` / ``abalone run``: the gate for a version (default ``@challenger``) in
     the state machine's order: rules 1-3, the system test on loopback, the full gate."""
     check_tracking(settings.tracking_uri)
+    recover_store(settings)  # an interrupted promotion is repaired even if rules 1-3 reject
     registry = Registry.from_settings(settings)
     if version is None:
         version = registry.alias(CHALLENGER)
@@ -221,10 +230,12 @@ def reevaluate(
             raise UsageError(
                 f"no @{CHALLENGER} version of {registry.name}; train one first or pass --version"
             )
+    lock = store_lock(settings.tracking_uri, settings.home)
     cand = candidate(settings, registry, version)
     before = predeploy(registry, settings, cand)
     if not before.passed:
-        return before, registry.aliases()
+        with lock:
+            return before, registry.aliases()
     st = system_test(
         registry,
         cand.version,
@@ -241,5 +252,7 @@ def reevaluate(
         cand.data_quality,
         cand.test_frame,
         champion=before.decision.inputs.champion,
+        lock=lock,
     )
-    return decision, registry.aliases()
+    with lock:  # a consistent view, never one taken in the middle of another promotion
+        return decision, registry.aliases()

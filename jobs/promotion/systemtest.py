@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jobs.adapters.locking import crash_point
 from jobs.core.errors import AbaloneError
 from jobs.core.golden import GOLDEN_ROWS, ORDERINGS
 from jobs.core.schema import FEATURES, TARGET
@@ -185,6 +186,7 @@ def serve_and_test(
         )
     try:
         with serve_on_loopback(model, max_rows=max(kw.get("batch_rows", 1000), 1000)) as invoker:
+            crash_point("systemtest.serving")
             return run_system_test(invoker, test_frame, expected_rmse, tolerance, model=model, **kw)
     except AbaloneError as err:
         return SystemTestResult(

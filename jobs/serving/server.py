@@ -3,12 +3,15 @@
 A small raw ASGI application served by uvicorn (httptools/uvloop when installed, h11/asyncio
 otherwise) over the handler functions of :mod:`jobs.serving.handlers`:
 
-- ``GET /ping`` → 200 ``{"status": "ok", "model_version": ...}`` (the model is loaded before the
-  socket opens, so the server never answers before it can predict);
+- ``GET /ping`` → 200 ``{"status": "ok", "model_version": ..., "capture": {"written": n,
+  "dropped": n}}`` (the model is loaded before the socket opens, so the server never answers before
+  it can predict; ``dropped``: records data capture lost, e.g. to a full disk; ``capture`` is null
+  when capture is off);
 - ``POST /invocations`` → ``input_fn`` → ``predict_fn`` → ``output_fn``.
 
 Bad requests answer 4xx with ``{"error": "<message naming row/field>"}``; a body over
-``max_body_bytes`` → 413 without reading it; more rows than ``max_rows`` → 413. Anything else
+``max_body_bytes`` → 413 without reading it; more rows than ``max_rows`` → 413; a body not received
+within ``body_timeout_s`` → 408 and the connection is closed. Anything else
 unexpected is logged and answered 500 with the request id, and the worker keeps serving. Every
 successful request queues one data-capture record (:mod:`jobs.capture`), written by a background
 thread and flushed on shutdown. Batches above ``inline_rows`` rows are predicted in a worker thread
@@ -60,6 +63,9 @@ class ServeLimits(BaseModel):
     inline_rows: int = Field(
         default=64, ge=0, description="Batches larger than this are predicted off the event loop."
     )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="408 when a body takes longer."
+    )
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -78,7 +84,7 @@ class InferenceApp:
         self.requests = 0
         self.errors = 0
         version = json.dumps(model.model_version)
-        self._ping_body = f'{{"status":"ok","model_version":{version}}}'.encode()
+        self._ping_head = f'{{"status":"ok","model_version":{version},"capture":'.encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -110,6 +116,11 @@ class InferenceApp:
             log.error("data capture disabled: %s", err)
             self.capture = None
 
+    def _ping_body(self) -> bytes:
+        """``/ping``'s answer; ``capture``: records written and lost (dropped) so far, or null."""
+        counts = self.capture.status() if self.capture is not None else None
+        return self._ping_head + json.dumps(counts, separators=(",", ":")).encode() + b"}"
+
     def close(self) -> None:
         """Flush data capture (called on server shutdown)."""
         if self.capture is not None:
@@ -130,7 +141,7 @@ class InferenceApp:
             if method not in ("GET", "HEAD"):
                 await _reply_error(send, 405, "use GET /ping", request_id, allow=b"GET, HEAD")
                 return
-            await _reply(send, 200, self._ping_body, JSON_TYPE, request_id)
+            await _reply(send, 200, self._ping_body(), JSON_TYPE, request_id)
         else:
             await _reply_error(
                 send, 404, f"no route {path[:80]}; use /ping or /invocations", request_id
@@ -144,8 +155,13 @@ class InferenceApp:
         too_big = declared is not None and (not declared.isdigit() or int(declared) > limit)
         body = bytearray()
         more = True
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout_s
+        late = f"request body not received within {self.limits.body_timeout_s:g}s"
         while more and not too_big:
-            message = await receive()
+            message = await _receive_by(receive, deadline)
+            if message is None:  # a body that never completes must not hold the connection
+                await _reply_error(send, 408, late, request_id, close=True)
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -157,7 +173,9 @@ class InferenceApp:
             seen = len(body)
             del body
             while more and seen <= 4 * limit:
-                message = await receive()
+                message = await _receive_by(receive, deadline)
+                if message is None:
+                    break  # answer 413 and close
                 if message["type"] == "http.disconnect":
                     return
                 seen += len(message.get("body", b""))
@@ -202,6 +220,16 @@ class InferenceApp:
                 )
             )
         await _reply(send, 200, out.encode(), out_type, request_id)
+
+
+async def _receive_by(receive: Any, deadline: float) -> dict[str, Any] | None:
+    """The next ASGI message, or ``None`` when ``deadline`` (the event loop's clock) passes first.
+    ``asyncio.timeout_at`` adds a timer, not a task, to each receive."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await receive()
+    except TimeoutError:
+        return None
 
 
 async def _reply(

@@ -22,8 +22,9 @@ from typing import Any
 import pandas as pd
 
 from jobs.core import model as model_lib
-from jobs.core.data import canonical_frame
-from jobs.core.errors import SourceError, UsageError
+from jobs.core.data import canonical_frame, check_enough_rows
+from jobs.core.errors import RejectedError, SourceError, UsageError
+from jobs.core.redact import redact
 from jobs.core.schema import SPLITS
 
 LINEAGE_FLAGS = {
@@ -112,13 +113,27 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def read_split(channels: Channels, split: str) -> pd.DataFrame:
     path = channels.path(split)
+    return canonical_frame(_read_csv(path, split), str(path))
+
+
+def read_splits(channels: Channels) -> dict[str, pd.DataFrame]:
+    """The three splits, checked and typed; fewer than ``MIN_DATASET_ROWS`` rows in all is a
+    :class:`SourceError` saying so ("not enough rows to train"), before any split is judged."""
+    raw = {split: _read_csv(channels.path(split), split) for split in SPLITS}
     try:
-        frame = pd.read_csv(path)
+        check_enough_rows(sum(len(frame) for frame in raw.values()), "training data")
+    except RejectedError as err:
+        raise SourceError(str(err)) from None
+    return {split: canonical_frame(raw[split], str(channels.path(split))) for split in SPLITS}
+
+
+def _read_csv(path: Path, split: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
     except FileNotFoundError as err:
         raise SourceError(f"{split} channel has no {path.name}: {path}") from err
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise SourceError(f"cannot read {path}: {err}") from err
-    return canonical_frame(frame, str(path))
 
 
 def resolve_lineage(
@@ -161,16 +176,17 @@ def channels_from_env(environ: Mapping[str, str]) -> tuple[Channels, Path, Path]
 
 
 def write_failure(err: BaseException, environ: Mapping[str, str]) -> None:
+    message = redact(str(err))  # no URL credentials in the failure files
     payload = {
         "type": type(err).__name__,
-        "message": str(err),
+        "message": message,
         "exit_code": getattr(err, "exit_code", 1),
     }
     try:
         if environ.get("SM_OUTPUT_DATA_DIR"):
             write_json(Path(environ["SM_OUTPUT_DATA_DIR"]) / "error.json", payload)
         if environ.get("SM_OUTPUT_DIR"):  # SageMaker shows this file as the failure reason
-            Path(environ["SM_OUTPUT_DIR"], "failure").write_text(f"{payload['type']}: {err}\n")
+            Path(environ["SM_OUTPUT_DIR"], "failure").write_text(f"{payload['type']}: {message}\n")
     except OSError:
         pass
 

@@ -30,6 +30,7 @@ from mlflow.models import infer_signature
 from jobs.adapters.settings import Settings, environ_value, environment, load_settings
 from jobs.adapters.storage import open_store
 from jobs.adapters.tracking import Registry, check_tracking, ensure_experiment, fluent_run
+from jobs.adapters.tracking_runs import owner_tags
 from jobs.core import model as model_lib
 from jobs.core.data import splits_version
 from jobs.core.errors import AbaloneError
@@ -41,7 +42,7 @@ from jobs.training.contract import (
     Channels,
     Lineage,
     TrainResult,
-    read_split,
+    read_splits,
     resolve_lineage,
     write_json,
 )
@@ -104,7 +105,7 @@ def train(
     settings = settings or load_settings(None)
     params = {**model_lib.DEFAULT_PARAMS, **model_lib.parse_params(params)}
     model_lib.build_model(params)  # validates values and ranges (UsageError) before any logging
-    frames = {split: read_split(channels, split) for split in SPLITS}
+    frames = read_splits(channels)
     check_tracking(settings.tracking_uri)  # before any MLflow or model work: fail fast
     lineage = lineage or resolve_lineage(channels, None, environment())
     dataset_version = lineage.dataset_version or splits_version(frames)
@@ -133,7 +134,7 @@ def train(
         settings.tracking_uri, experiment_id=experiment_id, run_name=f"train-{dataset_version}"
     ) as run:
         run_id = run.info.run_id
-        mlflow.set_tags(tags)
+        mlflow.set_tags({**tags, **owner_tags()})  # the owner: a dead one's run is failed later
         mlflow.log_params({**params, **{f"n_{s}": len(y[s]) for s in SPLITS}})
         _log_inputs(frames, channels, dataset_version)
         model, pred, metrics = _fit(params, X, y)

@@ -1,14 +1,23 @@
 """The local launcher of the training job (``abalone train``, ``abalone run``): copy a curated
 dataset version into channel directories and run ``python -m jobs.train`` as a subprocess with the
 SageMaker script-mode environment: the identical file and contract a SageMaker training job runs.
+
+The job never outlives its launcher: it runs in its own process group with ``PR_SET_PDEATHSIG``
+(the kernel kills it when the launcher dies, ``kill -9`` included; Linux), and SIGTERM, Ctrl-C or an
+error in the launcher stop the group (SIGINT, then SIGKILL after ``STOP_GRACE_S``) before it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +79,87 @@ def run_subprocess(
             argv += [f"--{key.replace('_', '-')}", str(value)]
     log_path = workdir / "train.log"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,  # its own group: stopped as a whole, not by the terminal's Ctrl-C
+            preexec_fn=_die_with(os.getpid()),
+        )
         try:
-            code = proc.wait(timeout=timeout_s)
+            with _signals_stop(proc):
+                code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired as err:
-            proc.terminate()
-            proc.wait(timeout=30)
+            _stop(proc)
             raise ServiceError(f"training exceeded {timeout_s:.0f}s; log: {log_path}") from err
-        except KeyboardInterrupt:
-            proc.wait(timeout=60)  # the job got the same SIGINT and cleans up
+        except BaseException:  # Ctrl-C, SIGTERM, any error here: the job must not outlive us
+            _stop(proc)
             raise
     if code != 0:
         raise _job_error(output_dir / "error.json", code, log_path)
     result = json.loads((output_dir / "result.json").read_text())
     return TrainResult(**result)
+
+
+STOP_GRACE_S = 20.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """``preexec_fn`` for the job (Linux): the kernel sends it ``SIGKILL`` when its parent dies,
+    ``kill -9`` included (``PR_SET_PDEATHSIG``); a parent already gone by then ends it at once.
+    ``prctl`` is looked up before the fork: the child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+class _Terminated(BaseException):
+    """SIGTERM while the job runs: stop it, then die of the same signal."""
+
+
+@contextlib.contextmanager
+def _signals_stop(proc: subprocess.Popen) -> Iterator[None]:
+    """While the job runs, SIGTERM stops it before this process ends (re-delivered after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except _Terminated:
+        _stop(proc)
+        signal.signal(signal.SIGTERM, old)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise KeyboardInterrupt from None  # when SIGTERM is handled or ignored upstream
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the job's process group: SIGINT first (the job records its failure and ends its MLflow
+    run), SIGKILL after ``STOP_GRACE_S`` or for whatever of the group is left."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=STOP_GRACE_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _job_error(error_json: Path, code: int, log_path: Path) -> AbaloneError:

@@ -14,11 +14,28 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from jobs.adapters.settings import default_environ, environment
+from jobs.adapters.storage import private_umask
 from jobs.core.errors import AbaloneError
+from jobs.core.redact import RedactingFilter, redact
 from jobs.training.contract import channels_from_env, parse_args, resolve_lineage, write_failure
 from jobs.training.fit import train
+
+
+class _Redacting:
+    """A text stream that redacts URL credentials in what is written to it, then passes it on."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,9 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
     )
     environ = environment()
+    private_umask()  # files 0640, directories 0750 (also when run alone, not by the launcher)
+    # MLflow writes "View run … at <tracking URI>" straight to stdout: redact what the job prints
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)
+    try:
+        return _run(argv, environ)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: Sequence[str] | None, environ: dict[str, str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     quiet = ("mlflow.tracking.request_header.registry", "alembic", "mlflow.store.db.utils")
     # mlflow.sklearn warns about cloudpickle; the format is a deliberate choice (DESIGN §5).
     for name in (*quiet, "mlflow.sklearn"):

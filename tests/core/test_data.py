@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from jobs.core.data import dataset_version, split
+from jobs.core.data import MIN_DATASET_ROWS, dataset_version, split
+from jobs.core.errors import RejectedError
 from jobs.core.synthetic import make_abalone
 
 
@@ -43,5 +44,11 @@ def test_dataset_version_is_a_content_digest():
 
 
 def test_split_needs_rows():
-    with pytest.raises(ValueError, match="at least 3 rows"):
-        split(make_abalone(2), seed=0)
+    with pytest.raises(RejectedError, match=r"not enough rows to train \(19 < 20\)"):
+        split(make_abalone(19), seed=0)
+    parts = split(make_abalone(MIN_DATASET_ROWS), seed=0)
+    assert {name: len(part) for name, part in parts.items()} == {
+        "train": 12,
+        "validation": 4,
+        "test": 4,
+    }

@@ -95,7 +95,7 @@ def test_human_summary_names_report(abalone_home, tmp_path):
 
 BAD_BATCHES = {
     "empty": (b"", r"empty|no rows"),
-    "header_only": (HEADER.encode(), r"no rows|row count|empty"),
+    "header_only": (HEADER.encode(), r"not enough rows to train \(0 < 20\)"),
     "eight_columns": (b"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\n" * 30, r"column"),
     "ten_columns": (b"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15,15,3\n" * 30, r"column"),
     "non_numeric": (None, r"row 5.*length|length.*row 5"),
@@ -105,12 +105,38 @@ BAD_BATCHES = {
     "rings_fraction": (None, r"row 5.*rings|rings.*row 5"),
     "all_null_column": (None, r"shell_weight"),
     "binary_garbage": (bytes(range(256)) * 40, r"not .*text|UTF-8|binary|decode"),
+    # digits of other scripts and float()-only spellings: not numbers in the contract's grammar
+    "arabic_indic_length": (None, r"row 5, column 'length': '\u0660.\u0664\u0665' .*ARABIC-INDIC"),
+    "fullwidth_height": (None, r"row 5, column 'height': '\uff10.\uff11' .*FULLWIDTH"),
+    "arabic_indic_rings": (None, r"row 5, column 'rings': '\u0661\u0665' is not an integer"),
+    "fullwidth_rings": (None, r"row 5, column 'rings': '\uff19' is not an integer"),
+    "underscore_weight": (None, r"row 5, column 'whole_weight': '0_5' .*underscores"),
+    # too few rows to split and train on (jobs.core.data.MIN_DATASET_ROWS)
+    "one_row": (None, r"not enough rows to train \(1 < 20\)"),
+    "two_rows": (None, r"not enough rows to train \(2 < 20\)"),
+    "three_rows": (None, r"not enough rows to train \(3 < 20\)"),
+    "header_and_one_row": (None, r"not enough rows to train \(1 < 20\)"),
+    "nineteen_rows": (None, r"not enough rows to train \(19 < 20\)"),
+}
+TINY = {"one_row": 1, "two_rows": 2, "three_rows": 3, "header_and_one_row": 1, "nineteen_rows": 19}
+FOREIGN = {
+    "arabic_indic_length": (1, "\u0660.\u0664\u0665"),
+    "fullwidth_height": (3, "\uff10.\uff11"),
+    "arabic_indic_rings": (8, "\u0661\u0665"),
+    "fullwidth_rings": (8, "\uff19"),
+    "underscore_weight": (4, "0_5"),
 }
 
 
 def _mutate(kind: str) -> bytes:
     rows = good_rows(20, seed=9).splitlines()
+    if kind in TINY:
+        head = HEADER if kind == "header_and_one_row" else ""
+        return (head + "\n".join(rows[: TINY[kind]]) + "\n").encode()
     fields = [r.split(",") for r in rows]
+    if kind in FOREIGN:
+        column, value = FOREIGN[kind]
+        fields[4][column] = value
     if kind == "non_numeric":
         fields[4][1] = "abc"
     elif kind == "sex_x":
@@ -140,6 +166,7 @@ def test_bad_batch_is_rejected_clearly_and_nothing_is_curated(kind, abalone_home
     assert summary["failed_expectations"]
     assert re.search(pattern, result.stderr, re.IGNORECASE | re.DOTALL), result.stderr
     assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no crash
     assert not files_under(abalone_home / "lake" / "curated")
     (raw,) = raw_batches(abalone_home)
     assert raw.read_bytes() == data  # kept exactly as received
@@ -148,6 +175,15 @@ def test_bad_batch_is_rejected_clearly_and_nothing_is_curated(kind, abalone_home
     )
     assert batch["reasons"]
     assert Path(summary["summary_json"]).is_file()
+
+
+def test_the_smallest_batch_is_accepted_and_split_into_every_part(abalone_home, tmp_path):
+    src = write(tmp_path, "twenty.csv", good_rows(20, seed=9).encode())
+    result = run("--source", str(src), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "accepted"
+    assert summary["splits"] == {"train": 12, "validation": 4, "test": 4}
 
 
 def test_one_anomalous_row_in_a_large_batch_is_quarantined_not_rejected(abalone_home, tmp_path):

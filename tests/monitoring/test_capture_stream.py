@@ -9,6 +9,7 @@ good and bad, across block boundaries.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import random
 from collections import Counter
@@ -21,6 +22,8 @@ import pytest
 
 from jobs.adapters import capture_reader
 from jobs.adapters.capture_arrow import _typed
+from jobs.adapters.capture_blocks import _plain_lines
+from jobs.adapters.capture_kernels import _blocks
 from jobs.adapters.capture_reader import CaptureScan, read_capture
 from jobs.adapters.capture_records import RecordError, _path_hour, parse_line
 from jobs.adapters.settings import load_settings
@@ -269,6 +272,53 @@ def test_streaming_reader_keeps_and_skips_exactly_what_the_line_reader_did(
     whole = read_capture(tmp_path, since=since)  # default blocks: the same result
     pd.testing.assert_frame_equal(whole.features, expected["features"])
     assert whole.skipped == expected["skipped"]
+
+
+def test_a_capture_of_clean_blocks_is_read_as_the_line_reader_read_it(tmp_path):
+    """Blocks with no blank line and no CR are parsed as they are, never split into lines unless
+    one is needed: kept and skipped lines are still exactly the line-by-line reader's."""
+    root = tmp_path / "ep" / "AllTraffic" / "2026" / "11" / "26" / "17"
+    _capture(root / "a.jsonl", 3000, seed=5, when=NOW - timedelta(minutes=20))
+    path = root / "a.jsonl"
+    path.write_bytes(
+        b"".join(line + b"\n" for line in path.read_bytes().split(b"\n") if line.strip())
+    )
+    expected = _line_by_line(tmp_path)
+    scan = CaptureScan(tmp_path, block_bytes=64 * 1024)
+    chunks = list(scan)
+    assert len(chunks) > 4 and expected["skipped"] > 300
+    features = pd.concat([f for f, _ in chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(features, expected["features"])
+    np.testing.assert_array_equal(np.concatenate([p for _, p in chunks]), expected["predictions"])
+    assert (scan.batch.records, scan.batch.skipped) == (expected["records"], expected["skipped"])
+    assert scan.batch.skipped_examples == expected["examples"]
+
+
+def test_file_blocks_are_the_stream_blocks_and_clean_blocks_split_as_splitlines():
+    rng = random.Random(4)
+    for _ in range(2000):
+        data = b"".join(
+            rng.choice([b"", b" ", b"\t", b"\r"]) * (rng.random() < 0.1)
+            + b"x" * rng.choice([0, 1, 5, 30, 90])
+            + (b"\n" if rng.random() < 0.9 else b"\r\n" if rng.random() < 0.5 else b"")
+            for _ in range(rng.randint(0, 30))
+        )
+        size = rng.choice([1, 4, 16, 64])
+        unbuffered = type("Body", (), {"read": io.BytesIO(data).read})()  # S3 bodies: no readinto
+        blocks = list(_blocks(io.BytesIO(data), size))
+        assert blocks == list(_blocks(unbuffered, size)) and b"".join(blocks) == data
+        for block in blocks:
+            lines = _plain_lines(block)
+            if lines is not None:
+                assert list(lines) == block.splitlines() and len(lines) == len(block.splitlines())
+                assert all(line.strip() and not line[:1].isspace() for line in lines)
+            else:
+                split = block.splitlines()
+                assert (
+                    b"\r" in block
+                    or not block.endswith(b"\n")
+                    or any(not line.strip() or line[:1].isspace() for line in split)
+                )
 
 
 def test_reservoir_is_every_row_in_order_until_full_then_uniform():

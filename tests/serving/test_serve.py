@@ -50,7 +50,32 @@ def offline(model, frame: pd.DataFrame) -> np.ndarray:
 def test_ping(client):
     resp = client.get("/ping")
     assert resp.status_code == 200
-    assert resp.json() == {"status": "ok", "model_version": "5"}
+    body = resp.json()
+    assert body["status"] == "ok" and body["model_version"] == "5"
+    assert set(body["capture"]) == {"written", "dropped"} and body["capture"]["dropped"] == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("0_5", "underscores"),  # float() reads 0.5
+        ("\u0660.\u0665", "ARABIC-INDIC"),  # float() reads 0.5
+        ("\uff10.\uff15", "FULLWIDTH"),  # float() reads 0.5
+        ("NaN", "spelled out"),
+        ("Infinity", "spelled out"),
+    ],
+)
+def test_numbers_outside_the_contract_grammar_are_422(client, value, why):
+    """The server reads numbers as ingest does (jobs.core.numbers), not as Python's float()."""
+    body = f"M,{value},0.365,0.095,0.514,0.2245,0.101,0.15"
+    resp = client.post("/invocations", content=body.encode(), headers={"Content-Type": CSV})
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error.startswith("row 1, field 'length': not a number:") and why in error
+    ok = client.post(
+        "/invocations", content=body.replace(value, "0.5"), headers={"Content-Type": CSV}
+    )
+    assert ok.status_code == 200
 
 
 @pytest.mark.parametrize("name", list(all_formats(make_abalone(3, seed=1))))

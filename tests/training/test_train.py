@@ -295,6 +295,29 @@ def test_missing_channel_file_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert json.loads((tmp_path / "output" / "error.json").read_text())["type"] == "SourceError"
 
 
+def test_a_dataset_too_small_to_train_on_is_named_before_anything_is_logged(
+    tmp_path, monkeypatch, capsys
+):
+    """A 3-row dataset curated before ingest required MIN_DATASET_ROWS (its validation and test
+    splits empty): one clear line at the train step, no traceback, nothing written but error.json."""
+    from jobs.training.script import main
+
+    channel = tmp_path / "tiny"
+    channel.mkdir()
+    frame = make_abalone(3, seed=1)
+    for name in ("train", "validation", "test"):
+        (channel / f"{name}.csv").write_bytes(
+            canonical_csv(frame if name == "train" else frame[:0])
+        )
+    script_env(monkeypatch, channel, tmp_path)
+    assert main([*CHEAP]) == 2
+    err = capsys.readouterr().err
+    assert "training data: not enough rows to train (3 < 20)" in err and "Traceback" not in err
+    assert json.loads((tmp_path / "output" / "error.json").read_text())["type"] == "SourceError"
+    assert not (tmp_path / "mlflow.db").exists()  # failed before the tracking store was touched
+    assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
+
+
 def test_missing_sagemaker_environment_is_named(monkeypatch, capsys):
     from jobs.training.script import main
 

@@ -143,7 +143,7 @@ def test_header_only_is_rejected_for_row_count(tmp_path):
     result = run(HEADER.encode(), tmp_path)
     assert result.status == "rejected"
     assert failed(result) == {"expect_table_row_count_to_be_between"}
-    assert "row count 0 outside [1, 1,000,000]" in problems(result)
+    assert "not enough rows to train (0 < 20)" in problems(result)
 
 
 @pytest.mark.parametrize("width", [8, 10])
@@ -281,7 +281,7 @@ def test_file_over_the_row_limit_is_rejected_without_parsing(tmp_path):
     assert result.rows_total == 1_000_002
     assert "file has 1,000,002 lines, more than the 1,000,000-row limit" in problems(result)
     assert "expect_table_row_count_to_be_between" in failed(result)
-    assert "row count 1000002 outside [1, 1,000,000]" in problems(result)
+    assert "row count 1000002 outside [20, 1,000,000]" in problems(result)
 
 
 def test_oversized_field_is_rejected_not_raised(tmp_path):
@@ -343,3 +343,31 @@ def test_validation_without_data_docs_gives_the_same_outcome(tmp_path):
     pd.testing.assert_frame_equal(without.quarantined, with_docs.quarantined)
     assert "row 8, column 'sex': 'X' not in {M,F,I}" in problems(without)
     assert sorted(without.quarantined["row_number"]) == [6, 8, 10]
+
+
+def test_too_few_rows_left_after_quarantine_reject_the_batch(tmp_path):
+    """With a permissive warning limit, quarantining may leave fewer rows than a dataset needs."""
+    result = run(with_cell(lines_of(20), 3, "height", "0"), tmp_path, fraction=0.1)
+    assert result.status == "rejected" and result.accepted.empty
+    assert result.problems[0].startswith(
+        "not enough rows to train (19 < 20) after quarantining 1 of 20"
+    )
+    assert "rows_left_to_train" in failed(result)
+    assert run(with_cell(lines_of(21), 3, "height", "0"), tmp_path, fraction=0.1).ok
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("\u0660.\u0664", "ARABIC-INDIC"),
+        ("\uff10.\uff14", "FULLWIDTH"),
+        ("0_4", "underscores"),
+        ("infinity", "spelled out"),
+    ],
+)
+def test_a_measurement_outside_the_number_grammar_rejects_the_batch(tmp_path, value, why):
+    result = run(with_cell(lines_of(30), 6, "diameter", value), tmp_path)
+    assert result.status == "rejected"
+    assert "expect_column_values_to_match_regex(diameter)" in failed(result)
+    assert f"row 7, column 'diameter': {value!r} is not a number" in problems(result)
+    assert why in problems(result)
