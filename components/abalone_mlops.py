@@ -12,6 +12,7 @@ Graph::
     │                       blue/green with auto-rollback)
     ├── (Lambda image)      ECR repository + the Lambda container image, built and pushed
     │                       by the program (pulumi-docker-build), functions pinned to its digest
+    ├── PromotionLock       DynamoDB table: one promotion at a time (the promote Lambda's lock)
     ├── TrainingPipeline    state machine, gate/system-test/approval/promote Lambdas, SNS,
     │                       EventBridge trigger on raw/
     ├── Monitoring          dashboard, alarms → SNS, scheduled drift job
@@ -37,6 +38,7 @@ from components.image_repository import ImageRepositoryArgs, LambdaImage, lambda
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.packaging import ProgramAssets
+from components.promotion_lock import PromotionLock, PromotionLockArgs
 from components.tracking_server import TrackingServer, TrackingServerArgs
 from components.training_pipeline import TrainingPipeline, TrainingPipelineArgs
 
@@ -57,6 +59,7 @@ class AbaloneMlops(pulumi.ComponentResource):
     etl: DataQualityEtl
     staging: ModelEndpoint
     production: ModelEndpoint
+    promotion_lock: PromotionLock
     pipeline: TrainingPipeline
     monitoring: Monitoring
     lambda_image: LambdaImage
@@ -191,6 +194,11 @@ class AbaloneMlops(pulumi.ComponentResource):
                 tags=tags,
             ),
         )
+        self.promotion_lock = PromotionLock(
+            f"{name}-promotion-lock",
+            PromotionLockArgs(key_arn=lake.key_arn, tags=tags),
+            opts=child,
+        )
         self.pipeline = TrainingPipeline(
             f"{name}-pipeline",
             TrainingPipelineArgs(
@@ -213,6 +221,7 @@ class AbaloneMlops(pulumi.ComponentResource):
                 training_instance_type=cfg.training_instance_type,
                 staging=self.staging,
                 production=self.production,
+                promotion_lock=self.promotion_lock,
                 alert_email=cfg.alert_email,
                 require_approval=cfg.require_approval,
                 approval_timeout_s=cfg.approval_timeout_hours * 3600,
@@ -286,6 +295,7 @@ class AbaloneMlops(pulumi.ComponentResource):
             "trackingServerUrl": self.tracking.url,
             "glueJobName": self.etl.job_name,
             "stateMachineArn": self.pipeline.state_machine_arn,
+            "promotionLockTable": self.promotion_lock.table_name,
             "alertsTopicArn": self.pipeline.topic_arn,
             "stagingEndpoint": self.staging.endpoint_name,
             "productionEndpoint": self.production.endpoint_name,

@@ -29,7 +29,10 @@ State data as it grows (each Lambda receives the whole state object as its event
     ``approval``     (only when approval is required) ``{"output": <approval_handler result>}``;
                      ``output.status`` is ``approved`` | ``pending`` | ``rejected``.
     ``promote``      ``{"output": <promote_handler result>}``; ``output.decision`` must be
-                     ``promote``.
+                     ``promote``. One promotion per stack at a time: while another execution
+                     holds the promotion lock the step fails with ``PromotionBusy`` and is
+                     retried (``promotion_retry_*``: interval, backoff rate 1.5, at most 120 s
+                     apart); when the retries run out the run ends in ``PromotionBusy``.
     ``error``        set by a ``Catch``: ``{"Error", "Cause"}``.
 
 Glue job arguments per run: ``--source s3://bucket/key`` and ``--run_id <execution name>``; the
@@ -105,6 +108,11 @@ _LAMBDA_RETRY = [
         "BackoffRate": 2.0,
     }
 ]
+#: The promote step while another execution of the stack holds the promotion lock
+#: (``jobs.aws.promotion_lock.PromotionBusy``): retried with backoff instead of a Lambda waiting.
+PROMOTION_BUSY = "PromotionBusy"
+PROMOTION_RETRY_BACKOFF = 1.5
+PROMOTION_RETRY_MAX_DELAY_S = 120
 _SAFE_LITERAL = re.compile(r"^[A-Za-z0-9._:/@+=-]*$")
 
 
@@ -131,14 +139,50 @@ def _task(resource: str, parameters: dict, next_state: str, **extra: Any) -> dic
     return state
 
 
-def _lambda(function_arn: str, result_path: str, next_state: str) -> dict[str, Any]:
+def _lambda(function_arn: str, result_path: str, next_state: str, **extra: Any) -> dict[str, Any]:
     return _task(
         LAMBDA_INVOKE,
         {"FunctionName": function_arn, "Payload.$": "$"},
         next_state,
         ResultSelector={"output.$": "$.Payload"},
         ResultPath=result_path,
-        Retry=_LAMBDA_RETRY,
+        **{"Retry": _LAMBDA_RETRY, **extra},
+    )
+
+
+def _promote(function_arn: str, *, interval_s: int, max_attempts: int) -> dict[str, Any]:
+    """The promote step: one promotion per stack at a time (the Lambda's lock item); while
+    another execution holds it the step fails with ``PromotionBusy`` and is retried with backoff;
+    when the retries run out the execution ends in the ``PromotionBusy`` Fail state."""
+    busy = {
+        "ErrorEquals": [PROMOTION_BUSY],
+        "IntervalSeconds": interval_s,
+        "MaxAttempts": max_attempts,
+        "BackoffRate": PROMOTION_RETRY_BACKOFF,
+        "MaxDelaySeconds": max(interval_s, PROMOTION_RETRY_MAX_DELAY_S),
+    }
+    return _lambda(
+        function_arn,
+        "$.promote",
+        "IsPromoted",
+        Retry=[busy, *_LAMBDA_RETRY],
+        Catch=[
+            {
+                "ErrorEquals": [PROMOTION_BUSY],
+                "ResultPath": "$.error",
+                "Next": "NotifyPromotionBusy",
+            },
+            *_catch(),
+        ],
+    )
+
+
+def promotion_wait_s(interval_s: int, max_attempts: int) -> float:
+    """How long the promote step keeps retrying a busy lock before the execution fails."""
+    max_delay = max(interval_s, PROMOTION_RETRY_MAX_DELAY_S)
+    return sum(
+        min(interval_s * PROMOTION_RETRY_BACKOFF**attempt, max_delay)
+        for attempt in range(max_attempts)
     )
 
 
@@ -317,6 +361,8 @@ def build_definition(
     capture_percentage: int = 100,
     training_max_runtime_s: int = 3600,
     training_volume_gb: int = 10,
+    promotion_retry_interval_s: int = 15,
+    promotion_retry_max_attempts: int = 12,
 ) -> dict[str, Any]:
     """Return the ASL definition (a dict) of the training pipeline for one stack.
 
@@ -332,6 +378,10 @@ def build_definition(
         raise DefinitionError("poll_seconds and approval_poll_seconds must be ≥ 1")
     if require_approval and approval_timeout_s < approval_poll_seconds:
         raise DefinitionError("approval_timeout_s must be at least one approval poll interval")
+    if promotion_retry_interval_s < 1 or promotion_retry_max_attempts < 1:
+        raise DefinitionError(
+            "promotion_retry_interval_s and promotion_retry_max_attempts must be ≥ 1"
+        )
     if not 0 <= capture_percentage <= 100:
         raise DefinitionError(f"capture_percentage={capture_percentage} is not within 0..100")
     for endpoint in (staging_endpoint, production_endpoint):
@@ -345,6 +395,8 @@ def build_definition(
     _literal("code_s3_uri", code_s3_uri)
 
     exec_name = "$$.Execution.Name"
+    busy_wait = promotion_wait_s(promotion_retry_interval_s, promotion_retry_max_attempts)
+    busy_wait_min = max(1, round(busy_wait / 60))
     result_key = f"States.Format('{VALIDATION_RESULT_KEY}', {exec_name})"
     container_env = {"ABALONE_ENV": stack, "MLFLOW_TRACKING_URI": tracking_server_arn}
     capture = {
@@ -591,7 +643,11 @@ def build_definition(
             sns_topic_arn, stack, "system test failed", "SystemTestFailed"
         ),
         # ---- promote (all rules, moves @champion) -------------------------------------------
-        "Promote": _lambda(lambda_arns["promote"], "$.promote", "IsPromoted"),
+        "Promote": _promote(
+            lambda_arns["promote"],
+            interval_s=promotion_retry_interval_s,
+            max_attempts=promotion_retry_max_attempts,
+        ),
         "IsPromoted": {
             "Type": "Choice",
             "Choices": [
@@ -605,6 +661,9 @@ def build_definition(
         },
         "NotifyPromotionRefused": _notify(
             sns_topic_arn, stack, "promotion refused by gate", "GateRejected"
+        ),
+        "NotifyPromotionBusy": _notify(
+            sns_topic_arn, stack, "promotion lock stayed busy", "PromotionBusy"
         ),
         "Done": {"Type": "Succeed"},
         # ---- terminal failures -----------------------------------------------------------
@@ -634,6 +693,12 @@ def build_definition(
             "Type": "Fail",
             "Error": "GateRejected",
             "Cause": "the promotion gate rejected the candidate (see gate.reasons tags)",
+        },
+        "PromotionBusy": {
+            "Type": "Fail",
+            "Error": "PromotionBusy",
+            "Cause": "another promotion of this stack held the promotion lock for longer than "
+            f"the promote step retried (~{busy_wait_min} min); nothing was promoted",
         },
         "SystemTestFailed": {
             "Type": "Fail",

@@ -1,9 +1,11 @@
 """TrainingPipeline: the Step Functions state machine that turns a new batch into a served model.
 
 validate + prepare (Glue) → train (SageMaker training job) → gate (Lambda) → deploy staging → system
-test (Lambda) → [approval wait loop, when the stack requires it] → promote (Lambda) → deploy
-production. The definition comes from :func:`components.pipeline_definition.build_definition`, a
-plain function also used by the moto end-to-end test. An EventBridge rule starts an execution for
+test (Lambda) → [approval wait loop, when the stack requires it] → promote (Lambda; one at a time
+per stack under the ``PromotionLock`` table's item, a busy lock retried by the state machine) →
+deploy production. The definition comes from
+:func:`components.pipeline_definition.build_definition`, a plain function also used by the moto
+end-to-end test. An EventBridge rule starts an execution for
 every object created under ``raw/`` in the data bucket; failures and approval requests go to the
 stack's SNS topic (e-mail subscription from config). Execution logs go to an encrypted log group.
 """
@@ -24,8 +26,13 @@ from components.pipeline_definition import build_definition
 
 if TYPE_CHECKING:
     from components.model_endpoint import ModelEndpoint
+    from components.promotion_lock import PromotionLock
 
 RAW_PREFIX = "raw/"
+PROMOTE_TIMEOUT_S = 300
+#: The promotion lock's lease outlives the promote function (Lambda stops it at its timeout), so
+#: an expired lease always belongs to a holder that is no longer running.
+PROMOTION_LEASE_MARGIN_S = 60
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class TrainingPipelineArgs:
     training_instance_type: str
     staging: ModelEndpoint
     production: ModelEndpoint
+    promotion_lock: PromotionLock
     alert_email: str
     require_approval: bool = True
     approval_timeout_s: int = 3 * 24 * 3600
@@ -349,9 +357,22 @@ class TrainingPipeline(pulumi.ComponentResource):
             "promote": FunctionSpec(
                 handler="promote_handler",
                 description="re-check the gate and move @champion / @previous",
-                statements=[*mlflow_write, read_dataset, *list_dataset, read_models, *list_models],
-                environment=env,
-                timeout_s=300,
+                statements=[
+                    *mlflow_write,
+                    read_dataset,
+                    *list_dataset,
+                    read_models,
+                    *list_models,
+                    a.promotion_lock.item_access(),
+                ],
+                environment={
+                    **env,
+                    "ABALONE_PROMOTION_LOCK_TABLE": a.promotion_lock.table_name,
+                    "ABALONE_PROMOTION_LOCK_LEASE_S": str(
+                        PROMOTE_TIMEOUT_S + PROMOTION_LEASE_MARGIN_S
+                    ),
+                },
+                timeout_s=PROMOTE_TIMEOUT_S,
                 memory_mb=2048,
             ),
         }

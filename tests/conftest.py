@@ -7,12 +7,14 @@ only AWS is emulated (moto), because there is no AWS account here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -111,13 +113,11 @@ def synthetic_csv(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` subprocess on a free loopback port, shared by the session.
-
-    Yields the tracking URI (``http://127.0.0.1:PORT``).
-    """
-    root = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def running_mlflow_server(root: Path) -> Iterator[str]:
+    """A real ``mlflow server`` subprocess on a free loopback port with its store under ``root``;
+    yields the tracking URI (``http://127.0.0.1:PORT``) and stops the server after."""
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -155,13 +155,33 @@ def mlflow_server(tmp_path_factory):
         proc.kill()
         log_file.close()
         raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
-    yield uri
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log_file.close()
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log_file.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` subprocess on a free loopback port, shared by the session.
+
+    Yields the tracking URI (``http://127.0.0.1:PORT``).
+    """
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
+
+
+@pytest.fixture
+def fresh_mlflow_server(tmp_path):
+    """A server of the test's own: an empty registry (no champion yet), for tests whose outcome
+    depends on what the registry held before."""
+    with running_mlflow_server(tmp_path / "mlflow-server") as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ the tracking store from ``MLFLOW_TRACKING_URI``), then defaults derived from ``A
 - ``MLFLOW_TRACKING_URI``: tracking/registry store (default ``sqlite:///$ABALONE_HOME/mlflow.db``);
 - ``ABALONE_ENV`` (entry points only; the CLI takes ``--env``), and the AWS deployment's
   ``ABALONE_CAPTURE_URI``, ``ABALONE_STAGING_ENDPOINT``, ``ABALONE_STATE_MACHINE_ARN``,
-  ``ABALONE_METRIC_NAMESPACE``, ``ABALONE_GIT_SHA``;
+  ``ABALONE_METRIC_NAMESPACE``, ``ABALONE_PROMOTION_LOCK_TABLE`` and
+  ``ABALONE_PROMOTION_LOCK_LEASE_S`` (the stack's promotion lock), ``ABALONE_GIT_SHA``;
 - ``ABALONE_FETCH_DEADLINE_S``: the most a download of a URL source may take in all (default 120).
 
 This is the only module that reads ``os.environ`` (plus :func:`scoped_environ` for the few library
@@ -112,6 +113,8 @@ class _FromEnvironment(BaseSettings):
     staging_endpoint: str | None = None
     state_machine_arn: str | None = None
     metric_namespace: str | None = None
+    promotion_lock_table: str | None = None
+    promotion_lock_lease_s: float | None = Field(default=None, gt=0)
     git_sha: str | None = None
     fetch_deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
@@ -139,6 +142,8 @@ class Settings(BaseModel):
     staging_endpoint: str | None = None
     state_machine_arn: str | None = None
     metric_namespace: str | None = None
+    promotion_lock_table: str | None = None
+    promotion_lock_lease_s: float | None = Field(default=None, gt=0)
     git_sha: str | None = None
 
     @property

@@ -9,13 +9,16 @@ state machine reads.
   staging endpoint through ``InvokeEndpoint`` → ``passed``, ``reasons``, ``rmse``, ``p50_ms``…;
 - :func:`approval_handler` — rule 5 polling of the version tags → ``status`` (``approved`` |
   ``pending`` | ``rejected``);
-- :func:`promote_handler` — the full gate (champion re-scored: it may have changed while waiting),
-  ``gate.*`` tags, aliases moved on pass → ``decision``;
+- :func:`promote_handler` — the full gate under the stack's promotion lock
+  (:mod:`jobs.aws.promotion_lock`; the champion is re-read and re-scored inside it), ``gate.*``
+  tags, aliases moved on pass → ``decision``; :class:`PromotionBusy` while another execution
+  promotes (the state machine retries the step);
 - :func:`drift_handler` — the scheduled drift job (``abalone monitor`` on the endpoint's capture).
 
 Environment: ``MLFLOW_TRACKING_URI`` (required), ``ABALONE_ENV``, ``ABALONE_LAKE`` (default
-``s3://<context.data_bucket>``), ``ABALONE_STAGING_ENDPOINT``; the drift job also
-``ABALONE_CAPTURE_URI``, ``ABALONE_REPORTS``, ``ABALONE_METRIC_NAMESPACE``,
+``s3://<context.data_bucket>``), ``ABALONE_STAGING_ENDPOINT``; the promote step also
+``ABALONE_PROMOTION_LOCK_TABLE`` (required) and ``ABALONE_PROMOTION_LOCK_LEASE_S``; the drift job
+also ``ABALONE_CAPTURE_URI``, ``ABALONE_REPORTS``, ``ABALONE_METRIC_NAMESPACE``,
 ``ABALONE_STATE_MACHINE_ARN``.
 """
 
@@ -25,6 +28,7 @@ import io
 import json
 import logging
 import tarfile
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -46,9 +50,10 @@ from jobs.aws.events import (
     lambda_settings,
     parse_event,
 )
+from jobs.aws.promotion_lock import DEFAULT_LEASE_S, PromotionBusy, StackLock
 from jobs.core.errors import ServiceError, SourceError, StorageError, UsageError
 from jobs.core.gate import approval_status
-from jobs.core.policy import CHAMPION, PREVIOUS
+from jobs.core.policy import CHAMPION, MODEL_NAME, PREVIOUS
 from jobs.monitoring.monitor import monitor
 from jobs.promotion import service
 from jobs.promotion.invokers import endpoint_invoker
@@ -56,12 +61,16 @@ from jobs.promotion.invokers import endpoint_invoker
 log = logging.getLogger(__name__)
 
 MAX_TAR_MEMBER_BYTES = 5 * 1024 * 1024
-__all__ = ["approval_status"]
+__all__ = ["PromotionBusy", "approval_status"]
+
+
+def _settings(context: Context, handler: str) -> Settings:
+    lake = f"s3://{context.data_bucket}" if context.data_bucket else None
+    return lambda_settings(handler, lake=lake, stack=context.stack)
 
 
 def _runtime(context: Context, handler: str) -> tuple[Settings, Registry]:
-    lake = f"s3://{context.data_bucket}" if context.data_bucket else None
-    settings = lambda_settings(handler, lake=lake, stack=context.stack)
+    settings = _settings(context, handler)
     check_tracking(settings.tracking_uri)
     return settings, Registry(settings.tracking_uri)
 
@@ -191,7 +200,10 @@ def approval_handler(event: Any, context: Any = None) -> dict[str, Any]:
 def promote_handler(event: Any, context: Any = None) -> dict[str, Any]:
     """The full gate; on pass ``@champion`` → this version, old champion → ``@previous``."""
     ev = parse_event(PromoteEvent, event, "promote_handler")
-    settings, registry = _runtime(ev.context, "promote_handler")
+    settings = _settings(ev.context, "promote_handler")
+    lock = promotion_lock(settings, MODEL_NAME, ev.context, context)  # before any call to MLflow
+    check_tracking(settings.tracking_uri)
+    registry = Registry(settings.tracking_uri, MODEL_NAME)
     version = ev.version
     registry.version(version)  # a clear error for an unknown version, before any write
     cand = service.candidate(settings, registry, version, ev.validation.result.quality)
@@ -203,7 +215,13 @@ def promote_handler(event: Any, context: Any = None) -> dict[str, Any]:
             record["sagemaker.pipeline_execution"] = ev.context.execution_name
         registry.set_tags(version, record)
     decision = service.evaluate_gate(
-        registry, version, settings, ev.system_test.output, cand.data_quality, cand.test_frame
+        registry,
+        version,
+        settings,
+        ev.system_test.output,
+        cand.data_quality,
+        cand.test_frame,
+        lock=lock,
     )
     return {
         "decision": decision.decision,
@@ -214,6 +232,26 @@ def promote_handler(event: Any, context: Any = None) -> dict[str, Any]:
         "previous_version": registry.alias(PREVIOUS),
         "model_data_url": ev.training.model_data_url if ev.training else None,
     }
+
+
+def promotion_lock(
+    settings: Settings, model_name: str, ctx: Context, lambda_context: Any = None
+) -> StackLock:
+    """The stack's promotion lock, owned by this execution (its name; else this invocation).
+    Without the table nothing is promoted: an unserialized promotion could displace another."""
+    if not settings.promotion_lock_table:
+        raise UsageError(
+            "promote_handler: ABALONE_PROMOTION_LOCK_TABLE is not set on the function "
+            "(the stack's promotion lock table)"
+        )
+    request = getattr(lambda_context, "aws_request_id", None) or uuid.uuid4().hex
+    owner = ctx.execution_name or f"invocation-{request}"
+    return StackLock(
+        str(settings.promotion_lock_table),
+        owner,
+        lease_s=settings.promotion_lock_lease_s or DEFAULT_LEASE_S,
+        model_name=model_name,
+    )
 
 
 # ---- scheduled drift job (DESIGN §7) --------------------------------------------------------------

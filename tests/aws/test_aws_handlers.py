@@ -104,6 +104,14 @@ def test_missing_tracking_uri_is_a_clear_error(no_tracking, monkeypatch, name):
         getattr(handlers, name)(event, None)
 
 
+def test_promote_refuses_to_run_without_the_stack_lock_table(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # never reached
+    monkeypatch.delenv("ABALONE_PROMOTION_LOCK_TABLE", raising=False)
+    with pytest.raises(UsageError, match="ABALONE_PROMOTION_LOCK_TABLE is not set") as info:
+        handlers.promote_handler({**GOOD_STATE, "model_version": "3"}, None)
+    assert "\n" not in str(info.value)
+
+
 def test_approval_status_rules():
     assert handlers.approval_status({}) == ("pending", "no approval tag yet")
     assert handlers.approval_status({"approval": "approved"})[0] == "pending"

@@ -34,6 +34,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:codebuild/project:Project": "arn:aws:codebuild:{region}:{account}:project/{name}",
     "aws:codepipeline/pipeline:Pipeline": "arn:aws:codepipeline:{region}:{account}:{name}",
     "aws:ecr/repository:Repository": "arn:aws:ecr:{region}:{account}:repository/{name}",
+    "aws:dynamodb/table:Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
 }
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 #: pulumi-docker-build's image resource: built and pushed by the provider, here only recorded

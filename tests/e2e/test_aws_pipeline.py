@@ -27,7 +27,13 @@ What the harness adds (moto has control planes but cannot run task bodies)
       ``DescribeTrainingJob`` says ``InProgress`` then ``Completed`` (or ``Failed``).
     * **Lambda invokes**: ``LambdaFunction._invoke_lambda`` (moto would start Docker) calls the
       function's configured handler (``jobs.aws.handlers.<fn>``) in-process with the function's
-      environment variables; an exception becomes a handled function error, as in Lambda.
+      environment variables; an exception becomes a handled function error, as in Lambda (its
+      class name is the ``errorType`` Step Functions' ``Retry``/``Catch`` match). One at a time
+      by default; in parallel with ``Harness.concurrent_lambdas``
+      (``test_aws_concurrent_promotion.py``).
+    * **DynamoDB conditional writes** are atomic, as the service documents
+      (``tests/aws/dynamodb_atomic.py``: moto's backend would check and write unlocked).
+    * **SageMaker UpdateEndpoint** (moto has none) points the endpoint at the new config at once.
     * **SageMaker endpoint invocations**: ``sagemaker-runtime:InvokeEndpoint`` resolves endpoint →
       endpoint config → model → ``ModelDataUrl``, unpacks ``model.tar.gz`` and answers through
       ``jobs.inference`` (``model_fn``/``input_fn``/``predict_fn``/``output_fn``), as the SageMaker
@@ -63,6 +69,7 @@ import boto3
 import pytest
 
 from components.pipeline_definition import build_definition
+from tests.aws.dynamodb_atomic import atomic_conditional_writes
 
 pytestmark = [pytest.mark.slow, pytest.mark.monotonic_waits]
 
@@ -102,6 +109,13 @@ class Harness:
         self.training_logs: list[Path] = []
         self.invocations = 0
         self.errors: list[str] = []
+        # Lambda runs each invocation in its own sandbox, so invocations may overlap. By default
+        # the harness runs them one at a time (each under its function's environment, scoped);
+        # with ``concurrent_lambdas`` the test has set the functions' environment for the whole
+        # process (they must agree) and invocations run in parallel, as on AWS.
+        self.concurrent_lambdas = False
+        #: called with (handler name, event) before each invocation, outside any lock
+        self.before_invoke: Any = None
 
     # -- EventBridge -> Step Functions
     def patch_events(self, stack: contextlib.ExitStack) -> None:
@@ -286,7 +300,20 @@ class Harness:
             module_name, _, func_name = fn_self.handler.rpartition(".")
             handler = getattr(importlib.import_module(module_name), func_name)
             payload = event if event is not None else {}
-            with harness.env_lock, _environ(fn_self.environment_vars or {}):
+            if harness.before_invoke is not None:
+                harness.before_invoke(func_name, payload)
+            env = {k: str(v) for k, v in (fn_self.environment_vars or {}).items()}
+            if harness.concurrent_lambdas:
+                differs = sorted(k for k, v in env.items() if os.environ.get(k) != v)
+                scope = contextlib.nullcontext()
+                if differs:  # the test must give every function's environment to the process
+                    message = f"harness: environment of {func_name} not set: {differs}"
+                    return json.dumps({"errorMessage": message, "errorType": "Harness"}), True, ""
+            else:
+                scope = contextlib.ExitStack()
+                scope.enter_context(harness.env_lock)
+                scope.enter_context(_environ(env))
+            with scope:
                 try:
                     result = handler(payload, None)
                 except Exception as err:  # Lambda: a handled function error
@@ -351,6 +378,33 @@ class Harness:
 
         stack.enter_context(
             mock.patch.object(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
+        )
+
+    # -- SageMaker UpdateEndpoint (moto 5.2 has none): point the endpoint at the new config
+    def patch_update_endpoint(self, stack: contextlib.ExitStack) -> None:
+        from moto.core.responses import ActionResult
+        from moto.core.utils import utcnow
+        from moto.sagemaker.exceptions import AWSValidationException
+        from moto.sagemaker.responses import SageMakerResponse
+
+        def update_endpoint(resp_self):
+            backend = resp_self.sagemaker_backend
+            name = resp_self._get_param("EndpointName")
+            config_name = resp_self._get_param("EndpointConfigName")
+            endpoint = backend.endpoints.get(name)
+            if endpoint is None:
+                raise AWSValidationException(f'Could not find endpoint "{name}".')
+            config = backend.describe_endpoint_config(config_name)
+            endpoint.endpoint_config_name = config_name
+            endpoint.production_variants = endpoint._process_production_variants(
+                config["ProductionVariants"]
+            )
+            endpoint.data_capture_config = config.get("DataCaptureConfig")
+            endpoint.last_modified_time = utcnow()
+            return ActionResult({"EndpointArn": endpoint.arn})
+
+        stack.enter_context(
+            mock.patch.object(SageMakerResponse, "update_endpoint", update_endpoint, create=True)
         )
 
     def _model(self, model_url: str):
@@ -473,6 +527,7 @@ class Stack:
         self.staging_endpoint = f"abalone-{name}-staging"
         self.production_endpoint = f"abalone-{name}-endpoint"
         self.glue_job = f"abalone-{name}-validate-prepare"
+        self.lock_table = f"abalone-{name}-promotion-lock"
         self.tracking_uri = tracking_uri
         self.require_approval = require_approval
         self.s3 = boto3.client("s3", region_name=REGION)
@@ -513,6 +568,19 @@ class Stack:
                 "--env": self.name,
             },
         )
+        from components.promotion_lock import EXPIRES_ATTRIBUTE, KEY_ATTRIBUTE
+
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(  # components.promotion_lock.PromotionLock
+            TableName=self.lock_table,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
+        )
+        ddb.update_time_to_live(
+            TableName=self.lock_table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES_ATTRIBUTE},
+        )
         lam = boto3.client("lambda", region_name=REGION)
         env = {
             "MLFLOW_TRACKING_URI": self.tracking_uri,
@@ -522,10 +590,16 @@ class Stack:
             "ABALONE_HOME": tempfile.mkdtemp(prefix="abalone-lambda-"),
         }
         arns = {}
+        self.function_env: dict[str, dict[str, str]] = {}
         for key in ("gate", "system_test", "approval", "promote"):
-            fn_env = dict(env)
+            fn_env = self.function_env[key] = dict(env)
             if key == "system_test":
                 fn_env["ABALONE_STAGING_ENDPOINT"] = self.staging_endpoint
+            if (
+                key == "promote"
+            ):  # components.training_pipeline: the promote function's timeout + 60
+                fn_env["ABALONE_PROMOTION_LOCK_TABLE"] = self.lock_table
+                fn_env["ABALONE_PROMOTION_LOCK_LEASE_S"] = "360"
             arns[key] = lam.create_function(
                 FunctionName=f"abalone-{self.name}-{key.replace('_', '-')}",
                 Runtime="python3.12",  # components.lambda_function.RUNTIME
@@ -570,6 +644,8 @@ class Stack:
             approval_timeout_s=120,
             poll_seconds=1,
             approval_poll_seconds=1,
+            promotion_retry_interval_s=1,
+            promotion_retry_max_attempts=12,
         )
         self.definition = definition
         self.state_machine_arn = self.sfn.create_state_machine(
@@ -729,6 +805,8 @@ def aws(tmp_path, monkeypatch, moto_endpoint):
         harness.patch_training(stack)
         harness.patch_lambda(stack)
         harness.patch_runtime(stack)
+        harness.patch_update_endpoint(stack)
+        atomic_conditional_writes(monkeypatch)
         yield harness
         harness.join(30)
 
