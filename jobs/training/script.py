@@ -12,7 +12,9 @@ hyperparameter is a usage error (exit 2).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -36,6 +38,23 @@ class _Redacting:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM to the job (the launcher stopping it, or SageMaker's StopTrainingJob).
+
+    Not a ``KeyboardInterrupt``: scikit-learn's MLP catches that inside ``fit`` ("Training
+    interrupted by user") and returns a half-trained model, so a stopped job would go on to log,
+    register and move ``@challenger``. This passes through every library to :func:`main`, and the
+    MLflow run ends ``FAILED`` on the way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +85,11 @@ def _run(argv: Sequence[str] | None, environ: dict[str, str]) -> int:
     # mlflow.sklearn warns about cloudpickle; the format is a deliberate choice (DESIGN §5).
     for name in (*quiet, "mlflow.sklearn"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    handled = (signal.SIGINT, signal.SIGTERM)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = (
+        [signal.signal(signum, _raise_interrupted) for signum in handled] if main_thread else []
+    )
     try:
         params, overrides = parse_args(sys.argv[1:] if argv is None else argv)
         channels, model_dir, output_dir = channels_from_env(environ)
@@ -75,10 +99,13 @@ def _run(argv: Sequence[str] | None, environ: dict[str, str]) -> int:
         write_failure(err, environ)
         sys.stderr.write(f"error: {err}\n")
         return err.exit_code
-    except KeyboardInterrupt as err:
+    except (Interrupted, KeyboardInterrupt) as err:
         write_failure(err, environ)
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        sys.stderr.write(f"error: interrupted ({err or 'SIGINT'})\n")
+        return getattr(err, "exit_code", 130)
+    finally:  # main() called in-process (tests) leaves the caller's handlers as they were
+        for signum, handler in zip(handled, previous, strict=False):
+            signal.signal(signum, handler)
     return 0
 
 
