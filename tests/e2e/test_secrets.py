@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, real_data_file, wait_http
+from tests.conftest import real_data_file, running_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,6 @@ TRACKING_PASSWORD = "TrackSecret9001"
 SECRETS = [PASSWORD, *QUERY.values(), TRACKING_PASSWORD]
 
 
-_MLFLOW = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--workers", "1"]
 
 
 class _Guarded(BaseHTTPRequestHandler):
@@ -80,41 +79,8 @@ def tracking_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A real `mlflow server` on loopback of this module's own, so its whole store can be searched;
     yields (tracking URI with a password in it, store root)."""
     root = tmp_path_factory.mktemp("mlflow-secrets")
-    port = free_port()
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=90, proc=proc)
-        yield f"http://mluser:{TRACKING_PASSWORD}@127.0.0.1:{port}", root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_mlflow_server(root) as uri:
+        yield uri.replace("http://", f"http://mluser:{TRACKING_PASSWORD}@", 1), root
 
 
 def _abalone(*args: str, env: dict[str, str], umask: int | None = None):
