@@ -37,8 +37,6 @@ TRACKING_PASSWORD = "TrackSecret9001"
 SECRETS = [PASSWORD, *QUERY.values(), TRACKING_PASSWORD]
 
 
-
-
 class _Guarded(BaseHTTPRequestHandler):
     """Serves the UCI file only to a request with the user's password and the whole query."""
 
