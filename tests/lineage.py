@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -110,3 +111,23 @@ def training_jobs(home: Path | None = None) -> list[int]:
         if b"jobs.train" in cmd and state != "Z" and (mark is None or mark in environ):
             found.append(int(entry.name))
     return found
+
+
+def wait_for(what: str, check, timeout: float = 120.0, interval: float = 0.1):
+    """Poll ``check`` until it returns something truthy (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def experiment_runs(uri: str, status: str | None = None) -> list:
+    """The runs of experiment ``abalone-dev`` in the store at ``uri`` (only ``status`` if given)."""
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name("abalone-dev")
+    if exp is None:
+        return []
+    where = f"attributes.status = '{status}'" if status else ""
+    return client.search_runs([exp.experiment_id], filter_string=where)

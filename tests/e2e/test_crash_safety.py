@@ -22,7 +22,16 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import real_data_file
-from tests.lineage import INTENT, abalone, assert_lineage, finish, registry_state, training_jobs
+from tests.lineage import (
+    INTENT,
+    abalone,
+    assert_lineage,
+    experiment_runs,
+    finish,
+    registry_state,
+    training_jobs,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -63,23 +72,6 @@ def test_concurrent_runs_leave_one_champion_lineage(tmp_path, batch):
     assert {p["model_version"] for p in payloads} == {"4", "5"}
 
 
-def _wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _running_runs(uri: str) -> list:
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    exp = client.get_experiment_by_name("abalone-dev")
-    if exp is None:
-        return []
-    return client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
-
-
 def _children(pid: int, home: Path) -> list[int]:
     return [p for p in training_jobs(home) if _ppid(p) == pid]
 
@@ -92,7 +84,7 @@ def _ppid(pid: int) -> int | None:
 
 
 def _gone(pids: list[int], home: Path, timeout: float = 15.0) -> None:
-    _wait_for(
+    wait_for(
         f"training job(s) {pids} to end",
         lambda: not [p for p in pids if p in training_jobs(home)],
         timeout,
@@ -106,8 +98,8 @@ def test_kill_minus_9_at_each_point_of_a_run(tmp_path, batch):
     # 1. kill -9 of `abalone run` during training: the job dies with it, registers nothing
     proc = abalone("run", "--source", batch, "--json", home=home)
     try:
-        child = _wait_for("the training job", lambda: _children(proc.pid, home))
-        stale = _wait_for("its MLflow run", lambda: _running_runs(uri))
+        child = wait_for("the training job", lambda: _children(proc.pid, home))
+        stale = wait_for("its MLflow run", lambda: experiment_runs(uri, "RUNNING"))
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -115,7 +107,7 @@ def test_kill_minus_9_at_each_point_of_a_run(tmp_path, batch):
     time.sleep(2)  # what an orphan would have done by now: register a version, move @challenger
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.search_model_versions("name='abalone-age'") == []
-    assert [r.info.status for r in _running_runs(uri)] == ["RUNNING"]
+    assert [r.info.status for r in experiment_runs(uri, "RUNNING")] == ["RUNNING"]
 
     # 2. the next run marks the dead job's run FAILED and succeeds
     code, first, err = run(home, batch)

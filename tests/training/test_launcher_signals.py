@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from mlflow import MlflowClient
 
 from jobs.core.data import canonical_csv, split
 from jobs.core.synthetic import make_abalone
-from tests.lineage import training_jobs
+from tests.lineage import experiment_runs, training_jobs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,24 +42,6 @@ def channel(tmp_path_factory) -> Path:
     return root
 
 
-def _wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _runs(uri: str, status: str | None = None) -> list:
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("abalone-dev")
-    if exp is None:
-        return []
-    where = f"attributes.status = '{status}'" if status else ""
-    return client.search_runs([exp.experiment_id], filter_string=where)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_launcher_stops_the_job(channel, tmp_path, signum):
     home = tmp_path / "home"
@@ -73,8 +54,8 @@ def test_a_signal_to_the_launcher_stops_the_job(channel, tmp_path, signum):
         text=True,
     )
     try:
-        job = _wait_for("the training job", lambda: training_jobs(home))
-        _wait_for("its MLflow run", lambda: _runs(uri, "RUNNING"))
+        job = wait_for("the training job", lambda: training_jobs(home))
+        wait_for("its MLflow run", lambda: experiment_runs(uri, "RUNNING"))
         os.kill(launcher.pid, signum)
         _, err = launcher.communicate(timeout=60)
     finally:
@@ -82,6 +63,6 @@ def test_a_signal_to_the_launcher_stops_the_job(channel, tmp_path, signum):
             launcher.kill()
     assert launcher.returncode == -signum, err[-2000:]
     assert not [p for p in job if p in training_jobs(home)]  # the job is gone with it
-    assert [r.info.status for r in _runs(uri)] == ["FAILED"]  # ended by the job itself
+    assert [r.info.status for r in experiment_runs(uri)] == ["FAILED"]  # ended by the job itself
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.search_model_versions("name='abalone-age'") == []
