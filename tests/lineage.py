@@ -11,6 +11,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from jobs.adapters.locking import store_lock
+
 NAME = "abalone-age"
 INTENT = "promotion.intent"
 
@@ -124,10 +126,18 @@ def wait_for(what: str, check, timeout: float = 120.0, interval: float = 0.1):
 
 
 def experiment_runs(uri: str, status: str | None = None) -> list:
-    """The runs of experiment ``abalone-dev`` in the store at ``uri`` (only ``status`` if given)."""
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    exp = client.get_experiment_by_name("abalone-dev")
-    if exp is None:
+    """The runs of experiment ``abalone-dev`` in the SQLite store at ``uri`` (only ``status`` if
+    given); none while the store does not exist yet.
+
+    A poll must not open a store that a job is creating: opening a new SQLite store creates and
+    migrates its schema, so two openers at once break each other's migration (the job dies, the
+    poll times out). Like every abalone process, the poll opens it under the store's lock."""
+    if not Path(uri.removeprefix("sqlite:///")).exists():
         return []
-    where = f"attributes.status = '{status}'" if status else ""
-    return client.search_runs([exp.experiment_id], filter_string=where)
+    with store_lock(uri, purpose="store creation"):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        exp = client.get_experiment_by_name("abalone-dev")
+        if exp is None:
+            return []
+        where = f"attributes.status = '{status}'" if status else ""
+        return client.search_runs([exp.experiment_id], filter_string=where)

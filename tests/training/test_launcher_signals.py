@@ -54,8 +54,14 @@ def test_a_signal_to_the_launcher_stops_the_job(channel, tmp_path, signum):
         text=True,
     )
     try:
-        job = wait_for("the training job", lambda: training_jobs(home))
-        wait_for("its MLflow run", lambda: experiment_runs(uri, "RUNNING"))
+        try:
+            job = wait_for("the training job", lambda: training_jobs(home))
+            wait_for("its MLflow run", lambda: experiment_runs(uri, "RUNNING"))
+        except AssertionError as err:  # say what the launcher printed, not only that we timed out
+            launcher.kill()
+            raise AssertionError(
+                f"{err}; the launcher said: {launcher.communicate()[1][-2000:]}"
+            ) from None
         os.kill(launcher.pid, signum)
         _, err = launcher.communicate(timeout=60)
     finally:
