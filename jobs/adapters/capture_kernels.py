@@ -263,15 +263,17 @@ def _stamps(meta: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return micros, ok
 
 
-def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
-    """Predicted rings of one-row records from their ``endpointOutput``: ``(rings, known, versions)``.
+def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """Predicted rings of one-row records from their ``endpointOutput``: ``(rings, known, versions)``
+    (``versions``: the answers' ``model_version``, an Arrow string array, null where none - no
+    Python string per row).
 
     ``known`` is False where the answer is not a plain CSV value or our JSON answer; those are read
     by :func:`_output_rings` one by one (exactly as before).
     """
     n = len(payload)
     rings = np.full(n, np.nan)
-    versions = np.full(n, None, dtype=object)
+    versions = pa.nulls(n, pa.string())
     present = _mask(payload.is_valid()) & rows
     known = ~present  # no output: no prediction, nothing to read
     if not present.any():
@@ -313,15 +315,18 @@ def _answers(payload: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
             got = np.full(len(texts), np.nan)
             got[length >= 1] = value.to_numpy(zero_copy_only=False)
             got[length != 1] = np.nan
-            names = _strings(body.column("model_version")).to_pylist()
+            names = _strings(body.column("model_version"))
         else:  # some answer does not fit the schema: each is read by json.loads
             answers = [_answer(text) for text in texts.to_pylist()]
             got = np.array([np.nan if a is None else a[0] for a in answers], dtype=float)
-            names = [None if a is None else a[1] for a in answers]
+            names = pa.array([None if a is None else a[1] for a in answers], pa.string())
         good = np.isfinite(got)
         rings[where[good]] = got[good]
         known[where[good]] = True
-        versions[where[good]] = np.asarray(names, dtype=object)[good]
+        if good.any():
+            hit = np.zeros(n, dtype=bool)
+            hit[where[good]] = True
+            versions = pc.replace_with_mask(versions, pa.array(hit), names.filter(pa.array(good)))
     return rings, known, versions
 
 
