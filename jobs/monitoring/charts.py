@@ -6,7 +6,8 @@ One chart per column, 306 by 171 px: the column name as title, a legend, and
   reference sample and the live values together; the reference as filled grey bars, the live
   values as a step outline in the column's status colour; each series normalised to its own total
   (with equal-width bins that is the density up to one common factor, so the picture is the same);
-  the axis ends labelled with the bins' outer edges;
+  the axis labelled at its ends (the bins' outer edges) and middle, or at the value when there is
+  only one;
 - categorical columns: the share of each category (the profile's, then categories seen only live,
   the rarest beyond :data:`MAX_CATEGORIES` merged into "other"), reference and live side by side.
 
@@ -35,6 +36,7 @@ _LEFT_NUMERIC, _LEFT_CATEGORICAL, _RIGHT = 10, 34, WIDTH - 10
 
 def histogram_svg(name: str, spec: Mapping[str, Any], live: Any, colour: str) -> str:
     """The chart of column ``name``: reference ``spec`` (a profile entry) against ``live`` values."""
+    colour = html.escape(colour)
     if spec.get("type") == "categorical":
         body = _categorical(spec, live, colour)
     else:
@@ -72,17 +74,27 @@ def _to_float(value: Any) -> float:
 
 
 def bin_edges(ref: np.ndarray, live: np.ndarray) -> np.ndarray:
-    """25 equal-width edges over both series' range; a single value sits in the middle bin."""
+    """25 equal-width edges over both series' range. A single value (or values too close together
+    for 24 bins) gets an interval around it: ±5 % of its size, at least ±0.5."""
     both = [a for a in (ref, live) if a.size]
     if not both:
         return np.linspace(0.0, 1.0, BINS + 1)
     lo = float(min(a.min() for a in both))
     hi = float(max(a.max() for a in both))
-    if lo == hi:
-        pad = max(abs(lo) * 0.05, 0.5)
-        lo, hi = (lo - pad, hi + pad) if np.isfinite([lo - pad, hi + pad]).all() else (lo, hi)
-        if lo == hi:  # next to ±max float: the smallest interval around it
-            lo, hi = float(np.nextafter(lo, -np.inf)), float(np.nextafter(hi, np.inf))
+    edges = _spread(lo, hi)
+    if not (np.diff(edges) > 0).all():
+        pad = max(abs(lo) * 0.05, abs(hi) * 0.05, 0.5)
+        if not np.isfinite(hi + pad):  # next to the largest float: widen downwards only
+            lo, hi = lo - 2 * pad, hi
+        elif not np.isfinite(lo - pad):
+            lo, hi = lo, hi + 2 * pad
+        else:
+            lo, hi = lo - pad, hi + pad
+        edges = _spread(lo, hi)
+    return edges
+
+
+def _spread(lo: float, hi: float) -> np.ndarray:
     t = np.linspace(0.0, 1.0, BINS + 1)
     return lo * (1.0 - t) + hi * t  # not lo + (hi - lo) * t: that overflows for ±1e308
 
@@ -151,7 +163,9 @@ def categories(spec: Mapping[str, Any], counts: Counter[str]) -> list[str]:
 
 
 def _categorical(spec: Mapping[str, Any], live: Any, colour: str) -> str:
-    counts = Counter(str(v) for v in np.asarray(live, dtype=object).ravel().tolist())
+    counts: Counter[str] = Counter()
+    for value, n in Counter(np.asarray(live, dtype=object).ravel().tolist()).items():
+        counts[str(value)] += n
     total = sum(counts.values())
     cats = categories(spec, counts)
     expected_of = spec.get("expected", {})
