@@ -2,7 +2,7 @@
 
 1. The data-quality report: the real UCI file validated with the Data Docs site built (exactly what
    ``abalone ingest`` writes), its index and the warning suite's validation page.
-2. The drift report: ``abalone monitor`` (``jobs.monitor.monitor``) on captured traffic of only
+2. The drift report: ``abalone monitor`` (``jobs.monitoring.monitor.monitor``) on captured traffic of only
    juveniles (sex ``I``) against a reference profile of the model trained on the whole file.
 
 Pages are rendered by headless Chromium with the network off (``tests/browser.py``), so the

@@ -1,12 +1,9 @@
 """The drift report as one self-contained HTML page (per-column table coloured by status,
-reference-vs-live histograms inline as PNG)."""
+reference-vs-live histograms drawn as inline SVG by :mod:`jobs.monitoring.charts`)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +12,7 @@ import numpy as np
 from jobs.adapters.capture_records import CaptureBatch
 from jobs.core.drift import DRIFT, NA, OK, WARN, DriftResult
 from jobs.core.profile import PREDICTION
+from jobs.monitoring.charts import histogram_svg
 
 _COLOURS = {DRIFT: "#c62828", WARN: "#ef8f00", OK: "#2e7d32", NA: "#757575"}
 _BACKGROUNDS = {DRIFT: "#fdecea", WARN: "#fff4e0", OK: "#edf7ee", NA: "#f3f3f3"}
@@ -28,55 +26,6 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     if isinstance(value, float) and spec == "p":
         return "<1e-12" if value < 1e-12 else f"{value:.2g}"
     return format(value, spec)
-
-
-def _histogram_png(name: str, spec: Mapping[str, Any], live: np.ndarray, status: str) -> str:
-    # lazy: matplotlib takes seconds to import and only a drawn report needs it
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3.4, 1.9), dpi=90)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    colour = _COLOURS.get(status, "#1565c0")
-    if spec.get("type") == "categorical":
-        cats = list(spec["categories"])
-        cats += [c for c in sorted(set(live.tolist())) if c not in cats]
-        expected = [float(spec["expected"].get(c, 0.0)) for c in cats]
-        counts = Counter(live.tolist())
-        total = max(sum(counts.values()), 1)
-        actual = [counts.get(c, 0) / total for c in cats]
-        x = np.arange(len(cats))
-        ax.bar(x - 0.2, expected, 0.4, color="#90a4ae", label="reference")
-        ax.bar(x + 0.2, actual, 0.4, color=colour, label="live")
-        ax.set_xticks(x, cats)
-        ax.set_ylabel("share", fontsize=7)
-    else:
-        ref = np.asarray(spec.get("sample", []), float)
-        cur = live[np.isfinite(live)]
-        both = np.concatenate([ref, cur]) if cur.size else ref
-        lo, hi = (float(np.min(both)), float(np.max(both))) if both.size else (0.0, 1.0)
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-9, 25)
-        if ref.size:
-            ax.hist(ref, bins=bins, density=True, color="#90a4ae", alpha=0.7, label="reference")
-        if cur.size:
-            ax.hist(
-                cur,
-                bins=bins,
-                density=True,
-                histtype="step",
-                linewidth=1.6,
-                color=colour,
-                label="live",
-            )
-        ax.set_yticks([])
-    ax.set_title(name, fontsize=8)
-    ax.tick_params(labelsize=6)
-    ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout(pad=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _rows_html(
@@ -94,7 +43,7 @@ def _rows_html(
             live = column.dropna().astype(str).to_numpy() if name == "sex" else column.to_numpy()
         else:
             live = np.empty(0)
-        png = _histogram_png(name, spec, np.asarray(live), f.status)
+        chart = histogram_svg(name, spec, live, _COLOURS.get(f.status, "#1565c0"))
         test = "χ²" if f.test == "chi2" else "KS"
         means = (
             f"{_fmt(f.reference_mean, '.4g')} → {_fmt(f.live_mean, '.4g')}"
@@ -108,8 +57,7 @@ def _rows_html(
             f"{html.escape(f.status)}</span></td>"
             f"<td>{_fmt(f.psi)}</td><td>{test} {_fmt(f.statistic)}</td>"
             f"<td>{html.escape(_fmt(f.pvalue, 'p'))}</td><td>{html.escape(means)}</td><td>{f.n:,}</td>"
-            f'<td><img alt="{html.escape(name)} reference vs live" '
-            f'src="data:image/png;base64,{png}"></td>'
+            f"<td>{chart}</td>"
             f"<td>{html.escape(f.note)}</td></tr>"
         )
 
@@ -131,7 +79,7 @@ def render_html(
     batch: CaptureBatch,
     profile: Mapping[str, Any],
 ) -> str:
-    """The drift report as one self-contained HTML page (plots inline as PNG)."""
+    """The drift report as one self-contained HTML page (charts inline as SVG)."""
     status = result.status
     colour = {"drift": "#c62828", "ok": "#2e7d32"}.get(status, "#757575")
     headline = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from jobs.adapters.capture_records import parse_line
 from jobs.adapters.settings import load_settings
 from jobs.cli import app
 from jobs.core.errors import SourceError, UsageError
-from jobs.core.profile import build_profile, dumps_profile
+from jobs.core.profile import PREDICTION, build_profile, dumps_profile
 from jobs.core.schema import FEATURES, NUMERIC_FEATURES
 from jobs.core.synthetic import make_abalone
 from jobs.core.timewindow import parse_since
@@ -263,7 +264,10 @@ def test_replay_shows_no_drift_and_writes_reports(tmp_path, model, profile_path)
     assert Path(result.report_html) == run_dir / "report.html"
     page = (run_dir / "report.html").read_text()
     assert "No drift" in page
-    assert page.count("data:image/png;base64,") == 9  # 8 features + predictions
+    # one inline SVG chart per column (8 features + predictions), named for screen readers
+    charts = re.findall(r'<svg [^>]*role="img" aria-label="([^"]+)"', page)
+    assert charts == [f"{name} reference vs live" for name in (*FEATURES, PREDICTION)]
+    assert "data:image" not in page
     for name in FEATURES:
         assert f"<b>{name}</b>" in page
     saved = json.loads((run_dir / "summary.json").read_text())
