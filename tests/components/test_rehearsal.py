@@ -53,7 +53,7 @@ def seed_source(tmp: Path) -> str:
     real = os.environ.get("ABALONE_DATA")
     if real and Path(real).is_file():
         return real
-    from jobs.synthetic import make_abalone, to_csv_bytes
+    from jobs.core.synthetic import make_abalone, to_csv_bytes
 
     path = tmp / "abalone.csv"
     path.write_bytes(to_csv_bytes(make_abalone(1200, seed=3)))
