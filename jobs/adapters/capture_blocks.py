@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 
 def _blocks_into(stream: Any, size: int, buffer: bytearray) -> Iterator[bytes]:
     """:func:`_blocks` (the same blocks) for a file: read into one reused buffer and each block
@@ -56,17 +58,15 @@ class _Lines(Sequence[bytes]):
 
 
 def _plain_lines(block: bytes) -> _Lines | None:
-    """``block`` as :class:`_Lines`, or None when some line needs ``splitlines``' care.
-
-    Byte searches (``in``: memchr-speed), not a per-byte array: a line starts at the block's start
-    and after each newline, so "no line starts with white space" is "the first byte is not, and no
-    newline is followed by, a blank-start byte"."""
-    if not block.endswith(b"\n") or b"\r" in block or block[:1] in _BLANK_START:
+    """``block`` as :class:`_Lines`, or None when some line needs ``splitlines``' care."""
+    if not block.endswith(b"\n") or b"\r" in block:
         return None
-    if any(pair in block for pair in _BLANK_AFTER_NEWLINE):
+    text = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(text == 10)
+    firsts = text[np.concatenate(([0], ends[:-1] + 1))]
+    if np.isin(firsts, _BLANK_START).any():
         return None
-    return _Lines(block, block.count(b"\n"))
+    return _Lines(block, len(ends))
 
 
-_BLANK_START = tuple(bytes([b]) for b in b" \t\n\x0b\x0c")  # bytes.isspace, bar CR
-_BLANK_AFTER_NEWLINE = tuple(b"\n" + b for b in _BLANK_START)
+_BLANK_START = np.frombuffer(b" \t\n\x0b\x0c", dtype=np.uint8)  # bytes.isspace, bar CR
