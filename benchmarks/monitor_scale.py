@@ -17,7 +17,8 @@ on (GX), the HTML + JSON report written - against a local directory instead of S
 reference profile as a file instead of the registry's champion. The child is pinned to one CPU
 (``os.sched_setaffinity``; BLAS/Arrow thread pools to one thread), like a 1,769 MB Lambda's one
 vCPU. Measured per run: wall time (parent clock), CPU time and peak RSS (``os.wait4``'s rusage of
-that child alone: ``ru_maxrss`` is its high-water mark). The median of ``--runs`` runs is printed.
+that child alone: ``ru_maxrss`` is its high-water mark). The median of ``--runs`` runs is printed,
+with the fastest and slowest run's wall time.
 
 "today" is the implementation before streaming (the line-by-line reader that builds every row in
 memory): the code of ``--baseline-ref`` is extracted with ``git archive`` into a temporary
@@ -233,7 +234,8 @@ def _median(runs: list[dict]) -> dict:
     keys = ("wall_s", "cpu_s", "peak_rss_mb")
     row = dict(runs[0])
     row.update({k: statistics.median(r[k] for r in runs) for k in keys})
-    row["runs"] = len(runs)
+    walls = [r["wall_s"] for r in runs]
+    row.update(runs=len(runs), wall_min=min(walls), wall_max=max(walls))
     return row
 
 
@@ -277,10 +279,16 @@ def main() -> None:
             print(f"capture: {records:,} records, {size / 1e6:,.0f} MB ({made:.0f} s to make)")
             runs = args.runs if records == args.baseline_records else args.big_runs
             streaming = [measure(REPO, capture, reference, cpu) for _ in range(runs)]
-            rows.append(
-                {"impl": "streaming", "records": records, "mb": size / 1e6, **_median(streaming)}
-            )
-            if records == args.baseline_records and not args.no_baseline:
+            if streaming:  # --runs 0 / --big-runs 0: that size is only generated
+                rows.append(
+                    {
+                        "impl": "streaming",
+                        "records": records,
+                        "mb": size / 1e6,
+                        **_median(streaming),
+                    }
+                )
+            if records == args.baseline_records and not args.no_baseline and args.baseline_runs:
                 old = baseline_code(args.baseline_ref, Path(tmp) / "baseline")
                 today = [measure(old, capture, reference, cpu) for _ in range(args.baseline_runs)]
                 rows.append(
@@ -302,11 +310,15 @@ def main() -> None:
         f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
         f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
-    head = f"{'implementation':<16}{'records':>12}{'on disk':>10}{'wall s':>9}{'CPU s':>9}{'peak RSS':>11}{'runs':>6}  read / skipped / sampled"
+    head = (
+        f"{'implementation':<16}{'records':>12}{'on disk':>10}{'wall s':>9}{'min-max':>13}"
+        f"{'CPU s':>8}{'peak RSS':>11}{'runs':>6}  read / skipped / sampled"
+    )
     print(head)
     for r in rows:
         print(
-            f"{r['impl']:<16}{r['records']:>12,}{r['mb']:>8,.0f}MB{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}"
+            f"{r['impl']:<16}{r['records']:>12,}{r['mb']:>8,.0f}MB{r['wall_s']:>9.1f}"
+            f"{r['wall_min']:>8.1f}-{r['wall_max']:<4.1f}{r['cpu_s']:>8.1f}"
             f"{r['peak_rss_mb']:>8,.0f} MB{r['runs']:>6}  {r['rows']:,} / {r['skipped']:,} / "
             f"{r['sampled_rows']:,}"
         )
