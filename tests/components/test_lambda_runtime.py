@@ -177,6 +177,9 @@ NOT_NEEDED = {
     "sagemaker_inference": "optional import, provided by the SageMaker serving container",
     "sagemaker_containers": "optional import, the SageMaker scikit-learn image's model server",
     "uvicorn": "jobs.serve, the local HTTP server (local system test only)",
+    "sqlalchemy": "tracking_store's probe of a database store (postgresql://, mysql://): on AWS the "
+    "store is the tracking server; mlflow-skinny has no database store, and a database URI there "
+    "ends in the one-line 'needs the module `sqlalchemy`' error",
 }
 
 
