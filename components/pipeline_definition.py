@@ -57,152 +57,61 @@ integrations return ``s3:getObject``'s ``Body`` as a stream where AWS returns a 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-GLUE_START = "arn:aws:states:::glue:startJobRun"
-GLUE_GET_RUN = "arn:aws:states:::aws-sdk:glue:getJobRun"
-S3_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
-SAGEMAKER_CREATE_TRAINING = "arn:aws:states:::sagemaker:createTrainingJob"
-SAGEMAKER_DESCRIBE_TRAINING = "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
-SAGEMAKER_CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
-SAGEMAKER_CREATE_ENDPOINT_CONFIG = "arn:aws:states:::sagemaker:createEndpointConfig"
-SAGEMAKER_CREATE_ENDPOINT = "arn:aws:states:::sagemaker:createEndpoint"
-SAGEMAKER_UPDATE_ENDPOINT = "arn:aws:states:::sagemaker:updateEndpoint"
-SAGEMAKER_DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
-SNS_PUBLISH = "arn:aws:states:::sns:publish"
-
-#: Every Task resource the definition may use (tests assert nothing else appears).
-ALLOWED_TASK_RESOURCES = frozenset(
-    {
-        GLUE_START,
-        GLUE_GET_RUN,
-        S3_GET_OBJECT,
-        SAGEMAKER_CREATE_TRAINING,
-        SAGEMAKER_DESCRIBE_TRAINING,
-        SAGEMAKER_CREATE_MODEL,
-        SAGEMAKER_CREATE_ENDPOINT_CONFIG,
-        SAGEMAKER_CREATE_ENDPOINT,
-        SAGEMAKER_UPDATE_ENDPOINT,
-        SAGEMAKER_DESCRIBE_ENDPOINT,
-        LAMBDA_INVOKE,
-        SNS_PUBLISH,
-    }
+from components.pipeline_states import (
+    ALLOWED_TASK_RESOURCES,
+    GLUE_GET_RUN,
+    GLUE_START,
+    LAMBDA_INVOKE,
+    PROMOTION_BUSY,
+    PROMOTION_RETRY_BACKOFF,
+    PROMOTION_RETRY_MAX_DELAY_S,
+    S3_GET_OBJECT,
+    SAGEMAKER_CREATE_ENDPOINT,
+    SAGEMAKER_CREATE_ENDPOINT_CONFIG,
+    SAGEMAKER_CREATE_MODEL,
+    SAGEMAKER_CREATE_TRAINING,
+    SAGEMAKER_DESCRIBE_ENDPOINT,
+    SAGEMAKER_DESCRIBE_TRAINING,
+    SAGEMAKER_UPDATE_ENDPOINT,
+    SNS_PUBLISH,
+    DefinitionError,
+    catch,
+    lambda_task,
+    literal,
+    notify,
+    promote,
+    promotion_wait_s,
+    task,
 )
+
+__all__ = [
+    "ALLOWED_TASK_RESOURCES",
+    "GLUE_GET_RUN",
+    "GLUE_START",
+    "LAMBDA_INVOKE",
+    "PROMOTION_BUSY",
+    "PROMOTION_RETRY_BACKOFF",
+    "PROMOTION_RETRY_MAX_DELAY_S",
+    "S3_GET_OBJECT",
+    "SAGEMAKER_CREATE_ENDPOINT",
+    "SAGEMAKER_CREATE_ENDPOINT_CONFIG",
+    "SAGEMAKER_CREATE_MODEL",
+    "SAGEMAKER_CREATE_TRAINING",
+    "SAGEMAKER_DESCRIBE_ENDPOINT",
+    "SAGEMAKER_DESCRIBE_TRAINING",
+    "SAGEMAKER_UPDATE_ENDPOINT",
+    "SNS_PUBLISH",
+    "DefinitionError",
+    "build_definition",
+    "promotion_wait_s",
+]
 
 LAMBDA_KEYS = ("gate", "system_test", "approval", "promote")
 GLUE_FAILED_STATES = ("FAILED", "ERROR", "TIMEOUT", "STOPPED")
 VALIDATION_RESULT_KEY = "runs/{}/ingest_result.json"
 LANDED_KEY_PATTERN = "raw/*T*Z-*/*"
-_LAMBDA_RETRY = [
-    {
-        "ErrorEquals": [
-            "Lambda.ServiceException",
-            "Lambda.AWSLambdaException",
-            "Lambda.SdkClientException",
-            "Lambda.TooManyRequestsException",
-        ],
-        "IntervalSeconds": 2,
-        "MaxAttempts": 3,
-        "BackoffRate": 2.0,
-    }
-]
-#: The promote step while another execution of the stack holds the promotion lock
-#: (``jobs.aws.promotion_lock.PromotionBusy``): retried with backoff instead of a Lambda waiting.
-PROMOTION_BUSY = "PromotionBusy"
-PROMOTION_RETRY_BACKOFF = 1.5
-PROMOTION_RETRY_MAX_DELAY_S = 120
-_SAFE_LITERAL = re.compile(r"^[A-Za-z0-9._:/@+=-]*$")
-
-
-class DefinitionError(ValueError):
-    """An input to :func:`build_definition` cannot produce a valid state machine."""
-
-
-def _literal(name: str, value: str) -> str:
-    """A value embedded inside an intrinsic function string literal must not need escaping."""
-    if not isinstance(value, str) or not value or not _SAFE_LITERAL.match(value):
-        raise DefinitionError(f"{name}={value!r} is empty or has characters unsafe in ASL literals")
-    return value
-
-
-def _catch(next_state: str = "NotifyFailure") -> list[dict[str, Any]]:
-    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": next_state}]
-
-
-def _task(resource: str, parameters: dict, next_state: str, **extra: Any) -> dict[str, Any]:
-    state: dict[str, Any] = {"Type": "Task", "Resource": resource, "Parameters": parameters}
-    state.update(extra)
-    state["Next"] = next_state
-    state.setdefault("Catch", _catch())
-    return state
-
-
-def _lambda(function_arn: str, result_path: str, next_state: str, **extra: Any) -> dict[str, Any]:
-    return _task(
-        LAMBDA_INVOKE,
-        {"FunctionName": function_arn, "Payload.$": "$"},
-        next_state,
-        ResultSelector={"output.$": "$.Payload"},
-        ResultPath=result_path,
-        **{"Retry": _LAMBDA_RETRY, **extra},
-    )
-
-
-def _promote(function_arn: str, *, interval_s: int, max_attempts: int) -> dict[str, Any]:
-    """The promote step: one promotion per stack at a time (the Lambda's lock item); while
-    another execution holds it the step fails with ``PromotionBusy`` and is retried with backoff;
-    when the retries run out the execution ends in the ``PromotionBusy`` Fail state."""
-    busy = {
-        "ErrorEquals": [PROMOTION_BUSY],
-        "IntervalSeconds": interval_s,
-        "MaxAttempts": max_attempts,
-        "BackoffRate": PROMOTION_RETRY_BACKOFF,
-        "MaxDelaySeconds": max(interval_s, PROMOTION_RETRY_MAX_DELAY_S),
-    }
-    return _lambda(
-        function_arn,
-        "$.promote",
-        "IsPromoted",
-        Retry=[busy, *_LAMBDA_RETRY],
-        Catch=[
-            {
-                "ErrorEquals": [PROMOTION_BUSY],
-                "ResultPath": "$.error",
-                "Next": "NotifyPromotionBusy",
-            },
-            *_catch(),
-        ],
-    )
-
-
-def promotion_wait_s(interval_s: int, max_attempts: int) -> float:
-    """How long the promote step keeps retrying a busy lock before the execution fails."""
-    max_delay = max(interval_s, PROMOTION_RETRY_MAX_DELAY_S)
-    return sum(
-        min(interval_s * PROMOTION_RETRY_BACKOFF**attempt, max_delay)
-        for attempt in range(max_attempts)
-    )
-
-
-def _notify(topic_arn: str, stack: str, subject: str, fail_state: str) -> dict[str, Any]:
-    """An SNS publish that always ends in ``fail_state`` (also when the publish itself fails)."""
-    if re.search(r"[{}'\\]", subject):
-        raise DefinitionError(f"subject {subject!r} has characters unsafe in ASL literals")
-    return {
-        "Type": "Task",
-        "Resource": SNS_PUBLISH,
-        "Parameters": {
-            "TopicArn": topic_arn,
-            "Subject": f"abalone-{stack}: {subject}"[:100],
-            "Message.$": f"States.Format('Execution {{}} ended: {subject}. State: {{}}', "
-            "$$.Execution.Name, States.JsonToString($))",
-        },
-        "ResultPath": None,
-        "Next": fail_state,
-        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": fail_state}],
-    }
 
 
 def _deploy_states(
@@ -233,7 +142,7 @@ def _deploy_states(
     env = dict(container_env)
     env.update({"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": code_s3_uri})
     states = {
-        f"Create{prefix}Model": _task(
+        f"Create{prefix}Model": task(
             SAGEMAKER_CREATE_MODEL,
             {
                 "ModelName.$": f"$.context.{model_key}",
@@ -247,7 +156,7 @@ def _deploy_states(
             f"Create{prefix}EndpointConfig",
             ResultPath=None,
         ),
-        f"Create{prefix}EndpointConfig": _task(
+        f"Create{prefix}EndpointConfig": task(
             SAGEMAKER_CREATE_ENDPOINT_CONFIG,
             {
                 "EndpointConfigName.$": f"$.context.{config_key}",
@@ -258,7 +167,7 @@ def _deploy_states(
             ResultPath=None,
         ),
         # DescribeEndpoint fails when the endpoint does not exist yet: then create it.
-        f"Find{prefix}Endpoint": _task(
+        f"Find{prefix}Endpoint": task(
             SAGEMAKER_DESCRIBE_ENDPOINT,
             {"EndpointName": name},
             f"Update{prefix}Endpoint",
@@ -270,16 +179,16 @@ def _deploy_states(
                     "ResultPath": f"$.{prefix.lower()}_endpoint",
                     "Next": f"Create{prefix}Endpoint",
                 },
-                *_catch(),
+                *catch(),
             ],
         ),
-        f"Create{prefix}Endpoint": _task(
+        f"Create{prefix}Endpoint": task(
             SAGEMAKER_CREATE_ENDPOINT,
             {"EndpointName": name, "EndpointConfigName.$": f"$.context.{config_key}"},
             f"WaitFor{prefix}Endpoint",
             ResultPath=None,
         ),
-        f"Update{prefix}Endpoint": _task(
+        f"Update{prefix}Endpoint": task(
             SAGEMAKER_UPDATE_ENDPOINT, update_params, f"WaitFor{prefix}Endpoint", ResultPath=None
         ),
         f"WaitFor{prefix}Endpoint": {
@@ -287,7 +196,7 @@ def _deploy_states(
             "Seconds": poll_seconds,
             "Next": f"Check{prefix}Endpoint",
         },
-        f"Check{prefix}Endpoint": _task(
+        f"Check{prefix}Endpoint": task(
             SAGEMAKER_DESCRIBE_ENDPOINT,
             {"EndpointName": name},
             f"Is{prefix}EndpointReady",
@@ -327,10 +236,10 @@ def _deploy_states(
             ],
             "Default": f"WaitFor{prefix}Endpoint",
         },
-        f"Notify{prefix}RolledBack": _notify(
+        f"Notify{prefix}RolledBack": notify(
             topic_arn, stack, f"{prefix.lower()} deployment rolled back", "DeploymentRolledBack"
         ),
-        f"Notify{prefix}DeploymentFailed": _notify(
+        f"Notify{prefix}DeploymentFailed": notify(
             topic_arn, stack, f"{prefix.lower()} deployment failed", "DeploymentFailed"
         ),
     }
@@ -389,10 +298,10 @@ def build_definition(
             raise DefinitionError("each endpoint needs a 'name' and a 'model_role_arn'")
         if not isinstance(endpoint.get("variant"), dict):
             raise DefinitionError(f"endpoint {endpoint['name']} needs a 'variant' dict")
-    stack = _literal("stack", stack)
-    data_bucket = _literal("data_bucket", data_bucket)
-    artifacts_bucket = _literal("artifacts_bucket", artifacts_bucket)
-    _literal("code_s3_uri", code_s3_uri)
+    stack = literal("stack", stack)
+    data_bucket = literal("data_bucket", data_bucket)
+    artifacts_bucket = literal("artifacts_bucket", artifacts_bucket)
+    literal("code_s3_uri", code_s3_uri)
 
     exec_name = "$$.Execution.Name"
     busy_wait = promotion_wait_s(promotion_retry_interval_s, promotion_retry_max_attempts)
@@ -445,7 +354,7 @@ def build_definition(
             "Default": "Init",
         },
         "IgnoreObject": {"Type": "Succeed", "Comment": "an object an ingest landed, not a batch"},
-        "NotifyInvalidInput": _notify(
+        "NotifyInvalidInput": notify(
             sns_topic_arn, stack, "invalid execution input", "InvalidInput"
         ),
         "Init": {
@@ -468,7 +377,7 @@ def build_definition(
             "Next": "StartValidation",
         },
         # ---- validate + prepare (Glue) ------------------------------------------------------
-        "StartValidation": _task(
+        "StartValidation": task(
             GLUE_START,
             {
                 "JobName": glue_job_name,
@@ -479,7 +388,7 @@ def build_definition(
             ResultPath="$.glue",
         ),
         "WaitForValidation": {"Type": "Wait", "Seconds": poll_seconds, "Next": "GetValidationRun"},
-        "GetValidationRun": _task(
+        "GetValidationRun": task(
             GLUE_GET_RUN,
             {"JobName": glue_job_name, "RunId.$": "$.glue.JobRunId"},
             "IsValidationDone",
@@ -500,16 +409,16 @@ def build_definition(
             ],
             "Default": "WaitForValidation",
         },
-        "NotifyValidationJobFailed": _notify(
+        "NotifyValidationJobFailed": notify(
             sns_topic_arn, stack, "validation job failed", "ValidationJobFailed"
         ),
-        "ReadValidationResult": _task(
+        "ReadValidationResult": task(
             S3_GET_OBJECT,
             {"Bucket": data_bucket, "Key.$": "$.context.validation_result_key"},
             "IsBatchAccepted",
             ResultSelector={"Result.$": "States.StringToJson($.Body)"},
             ResultPath="$.validation",
-            Catch=_catch("NotifyValidationJobFailed"),
+            Catch=catch("NotifyValidationJobFailed"),
         ),
         "IsBatchAccepted": {
             "Type": "Choice",
@@ -531,11 +440,11 @@ def build_definition(
             ],
             "Default": "NotifyValidationJobFailed",
         },
-        "NotifyDataQualityRejected": _notify(
+        "NotifyDataQualityRejected": notify(
             sns_topic_arn, stack, "batch rejected by data quality", "DataQualityRejected"
         ),
         # ---- train (SageMaker training job, start + poll) ---------------------------------
-        "StartTraining": _task(
+        "StartTraining": task(
             SAGEMAKER_CREATE_TRAINING,
             {
                 "TrainingJobName.$": "$.context.training_job",
@@ -574,7 +483,7 @@ def build_definition(
             ResultPath=None,
         ),
         "WaitForTraining": {"Type": "Wait", "Seconds": poll_seconds, "Next": "GetTrainingJob"},
-        "GetTrainingJob": _task(
+        "GetTrainingJob": task(
             SAGEMAKER_DESCRIBE_TRAINING,
             {"TrainingJobName.$": "$.context.training_job"},
             "IsTrainingDone",
@@ -599,10 +508,10 @@ def build_definition(
             ],
             "Default": "WaitForTraining",
         },
-        "NotifyTrainingFailed": _notify(
+        "NotifyTrainingFailed": notify(
             sns_topic_arn, stack, "training job failed", "TrainingFailed"
         ),
-        "GetTrainedModel": _task(
+        "GetTrainedModel": task(
             SAGEMAKER_DESCRIBE_TRAINING,
             {"TrainingJobName.$": "$.context.training_job"},
             "Gate",
@@ -613,7 +522,7 @@ def build_definition(
             ResultPath="$.training",
         ),
         # ---- gate (rules 1-3) --------------------------------------------------------------
-        "Gate": _lambda(lambda_arns["gate"], "$.gate", "IsGatePassed"),
+        "Gate": lambda_task(lambda_arns["gate"], "$.gate", "IsGatePassed"),
         "IsGatePassed": {
             "Type": "Choice",
             "Choices": [
@@ -625,9 +534,11 @@ def build_definition(
             ],
             "Default": "CreateStagingModel",
         },
-        "NotifyGateRejected": _notify(sns_topic_arn, stack, "gate rejected", "GateRejected"),
+        "NotifyGateRejected": notify(sns_topic_arn, stack, "gate rejected", "GateRejected"),
         # ---- system test (rule 4) ------------------------------------------------------------
-        "SystemTest": _lambda(lambda_arns["system_test"], "$.system_test", "IsSystemTestPassed"),
+        "SystemTest": lambda_task(
+            lambda_arns["system_test"], "$.system_test", "IsSystemTestPassed"
+        ),
         "IsSystemTestPassed": {
             "Type": "Choice",
             "Choices": [
@@ -639,11 +550,11 @@ def build_definition(
             ],
             "Default": "NotifySystemTestFailed",
         },
-        "NotifySystemTestFailed": _notify(
+        "NotifySystemTestFailed": notify(
             sns_topic_arn, stack, "system test failed", "SystemTestFailed"
         ),
         # ---- promote (all rules, moves @champion) -------------------------------------------
-        "Promote": _promote(
+        "Promote": promote(
             lambda_arns["promote"],
             interval_s=promotion_retry_interval_s,
             max_attempts=promotion_retry_max_attempts,
@@ -659,15 +570,15 @@ def build_definition(
             ],
             "Default": "NotifyPromotionRefused",
         },
-        "NotifyPromotionRefused": _notify(
+        "NotifyPromotionRefused": notify(
             sns_topic_arn, stack, "promotion refused by gate", "GateRejected"
         ),
-        "NotifyPromotionBusy": _notify(
+        "NotifyPromotionBusy": notify(
             sns_topic_arn, stack, "promotion lock stayed busy", "PromotionBusy"
         ),
         "Done": {"Type": "Succeed"},
         # ---- terminal failures -----------------------------------------------------------
-        "NotifyFailure": _notify(sns_topic_arn, stack, "pipeline step failed", "PipelineFailed"),
+        "NotifyFailure": notify(sns_topic_arn, stack, "pipeline step failed", "PipelineFailed"),
         "PipelineFailed": {"Type": "Fail", "Error": "PipelineFailed", "Cause": "a step failed"},
         "InvalidInput": {
             "Type": "Fail",
@@ -761,7 +672,7 @@ def build_definition(
                     },
                     "ResultPath": None,
                     "Next": "StartApprovalWait",
-                    "Catch": _catch(),
+                    "Catch": catch(),
                 },
                 "StartApprovalWait": {
                     "Type": "Pass",
@@ -769,7 +680,7 @@ def build_definition(
                     "ResultPath": "$.approval_wait",
                     "Next": "CheckApproval",
                 },
-                "CheckApproval": _lambda(lambda_arns["approval"], "$.approval", "IsApproved"),
+                "CheckApproval": lambda_task(lambda_arns["approval"], "$.approval", "IsApproved"),
                 "IsApproved": {
                     "Type": "Choice",
                     "Choices": [
@@ -805,10 +716,10 @@ def build_definition(
                     "ResultPath": "$.approval_wait",
                     "Next": "CheckApproval",
                 },
-                "NotifyApprovalRejected": _notify(
+                "NotifyApprovalRejected": notify(
                     sns_topic_arn, stack, "approval rejected", "ApprovalRejected"
                 ),
-                "NotifyApprovalTimedOut": _notify(
+                "NotifyApprovalTimedOut": notify(
                     sns_topic_arn, stack, "approval timed out", "ApprovalTimedOut"
                 ),
                 "ApprovalRejected": {
