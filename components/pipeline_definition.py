@@ -65,7 +65,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.pipeline_release_states import approval_states, deploy_states, release_states
+from components.pipeline_release_states import (
+    Serving,
+    approval_states,
+    deploy_states,
+    release_states,
+)
 from components.pipeline_states import (
     ALLOWED_TASK_RESOURCES,
     GLUE_GET_RUN,
@@ -193,14 +198,14 @@ def build_definition(
         training_volume_gb=training_volume_gb,
         training_max_runtime_s=training_max_runtime_s,
     )
-    deploy = {
-        "inference_image_uri": inference_image_uri,
-        "code_s3_uri": code_s3_uri,
-        "capture": _capture_config(data_bucket, kms_key_arn, capture_percentage),
-        "container_env": container_env,
-        "poll_seconds": poll_seconds,
+    serving = Serving(
+        inference_image_uri=inference_image_uri,
+        code_s3_uri=code_s3_uri,
+        capture=_capture_config(data_bucket, kms_key_arn, capture_percentage),
+        container_env=container_env,
+        poll_seconds=poll_seconds,
         **alerts,
-    }
+    )
     busy_wait = promotion_wait_s(promotion_retry_interval_s, promotion_retry_max_attempts)
     states: dict[str, dict[str, Any]] = {
         **intake_states(
@@ -226,20 +231,20 @@ def build_definition(
         "Done": {"Type": "Succeed"},
         **_terminal_states(busy_wait_min=max(1, round(busy_wait / 60)), **alerts),
         **deploy_states(
+            serving,
             prefix="Staging",
             endpoint=staging_endpoint,
             model_key="staging_model",
             config_key="staging_config",
             next_state="SystemTest",
-            **deploy,
         ),
         **deploy_states(
+            serving,
             prefix="Production",
             endpoint=production_endpoint,
             model_key="production_model",
             config_key="production_config",
             next_state="Done",
-            **deploy,
         ),
     }
     if require_approval:

@@ -7,6 +7,7 @@ Plain functions (no Pulumi) returning ordered ``{state name: state}`` dicts that
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from components.pipeline_states import (
@@ -167,24 +168,33 @@ def approval_states(
     }
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What the staging and the production deployment share."""
+
+    inference_image_uri: str
+    code_s3_uri: str
+    capture: dict[str, Any]  # the endpoint config's DataCaptureConfig
+    container_env: dict[str, str]
+    poll_seconds: int
+    stack: str
+    topic_arn: str
+
+
 def deploy_states(
+    serving: Serving,
     *,
     prefix: str,
     endpoint: dict[str, Any],
     model_key: str,
     config_key: str,
-    inference_image_uri: str,
-    code_s3_uri: str,
-    capture: dict[str, Any],
-    container_env: dict[str, str],
-    poll_seconds: int,
     next_state: str,
-    stack: str,
-    topic_arn: str,
 ) -> dict[str, dict[str, Any]]:
     """Create model + endpoint config, create-or-update the endpoint, poll until InService."""
-    env = dict(container_env)
-    env.update({"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": code_s3_uri})
+    env = dict(serving.container_env)
+    env.update(
+        {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": serving.code_s3_uri}
+    )
     variant = dict(endpoint["variant"])
     variant["ModelName.$"] = f"$.context.{model_key}"
     return {
@@ -194,7 +204,7 @@ def deploy_states(
                 "ModelName.$": f"$.context.{model_key}",
                 "ExecutionRoleArn": endpoint["model_role_arn"],
                 "PrimaryContainer": {
-                    "Image": inference_image_uri,
+                    "Image": serving.inference_image_uri,
                     "ModelDataUrl.$": "$.training.ModelDataUrl",
                     "Environment": env,
                 },
@@ -207,32 +217,19 @@ def deploy_states(
             {
                 "EndpointConfigName.$": f"$.context.{config_key}",
                 "ProductionVariants": [variant],
-                "DataCaptureConfig": capture,
+                "DataCaptureConfig": serving.capture,
             },
             f"Find{prefix}Endpoint",
             ResultPath=None,
         ),
         **_rollout_states(
-            prefix=prefix,
-            endpoint=endpoint,
-            config_key=config_key,
-            poll_seconds=poll_seconds,
-            next_state=next_state,
-            stack=stack,
-            topic_arn=topic_arn,
+            serving, prefix=prefix, endpoint=endpoint, config_key=config_key, next_state=next_state
         ),
     }
 
 
 def _rollout_states(
-    *,
-    prefix: str,
-    endpoint: dict[str, Any],
-    config_key: str,
-    poll_seconds: int,
-    next_state: str,
-    stack: str,
-    topic_arn: str,
+    serving: Serving, *, prefix: str, endpoint: dict[str, Any], config_key: str, next_state: str
 ) -> dict[str, dict[str, Any]]:
     """Create the endpoint, or update it (blue/green with the endpoint's ``deployment_config``),
     then poll until it is InService on this execution's config; a rollback or a failed
@@ -271,7 +268,7 @@ def _rollout_states(
         f"Update{prefix}Endpoint": task(
             SAGEMAKER_UPDATE_ENDPOINT, update_params, f"WaitFor{prefix}Endpoint", ResultPath=None
         ),
-        f"WaitFor{prefix}Endpoint": wait(poll_seconds, f"Check{prefix}Endpoint"),
+        f"WaitFor{prefix}Endpoint": wait(serving.poll_seconds, f"Check{prefix}Endpoint"),
         f"Check{prefix}Endpoint": task(
             SAGEMAKER_DESCRIBE_ENDPOINT,
             {"EndpointName": name},
@@ -313,9 +310,15 @@ def _rollout_states(
             "Default": f"WaitFor{prefix}Endpoint",
         },
         f"Notify{prefix}RolledBack": notify(
-            topic_arn, stack, f"{prefix.lower()} deployment rolled back", "DeploymentRolledBack"
+            serving.topic_arn,
+            serving.stack,
+            f"{prefix.lower()} deployment rolled back",
+            "DeploymentRolledBack",
         ),
         f"Notify{prefix}DeploymentFailed": notify(
-            topic_arn, stack, f"{prefix.lower()} deployment failed", "DeploymentFailed"
+            serving.topic_arn,
+            serving.stack,
+            f"{prefix.lower()} deployment failed",
+            "DeploymentFailed",
         ),
     }
