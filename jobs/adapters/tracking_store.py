@@ -41,6 +41,39 @@ def _probe_sqlite(path: Path, shown: str, timeout_s: float) -> None:
         raise ServiceError(f"MLflow tracking store {shown} cannot be opened: {err}") from err
 
 
+# MLflow's SQLAlchemy stores other than SQLite, and the driver arguments bounding one connection
+# (libpq's connect_timeout covers the whole handshake; a MySQL client also waits for the server's
+# greeting, which only read_timeout bounds). SQL Server: its drivers' own defaults.
+DATABASE_TIMEOUT_ARGS = {
+    "postgresql": ("connect_timeout",),
+    "mysql": ("connect_timeout", "read_timeout", "write_timeout"),
+    "mssql": (),
+}
+
+
+def _probe_database(uri: str, shown: str, timeout_s: float) -> None:
+    """One bounded connection to a database store. MLflow opens one with 15 attempts and an
+    exponential back-off (0.1 s doubling: about 55 minutes in all) before it raises, so a wrong
+    host, a closed port or a bad password would look like a hang. A missing driver raises
+    ``ImportError`` (the caller names the module to install)."""
+    import sqlalchemy  # MLflow's own dependency; imported here: only database stores need it
+    from sqlalchemy.pool import NullPool
+
+    arguments = DATABASE_TIMEOUT_ARGS.get(urlparse(uri).scheme.split("+", 1)[0], ())
+    connect_args = dict.fromkeys(arguments, max(1, round(timeout_s)))
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        raise ServiceError(
+            f"MLflow tracking store {shown} is unreachable: {redact(first_line(err))}; "
+            "check the host, port, database and credentials in MLFLOW_TRACKING_URI"
+        ) from err
+    finally:
+        engine.dispose()
+
+
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast (seconds) with one clear line when the tracking store cannot be reached."""
     shown = redact(uri)
@@ -76,6 +109,8 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
         else contextlib.nullcontext()
     )
     try:
+        if urlparse(uri).scheme.split("+", 1)[0] in DATABASE_TIMEOUT_ARGS:
+            _probe_database(uri, shown, timeout_s)
         with (
             creation,
             scoped_environ(  # MLflow's REST client without retries, with a short timeout

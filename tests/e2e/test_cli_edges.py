@@ -7,8 +7,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
@@ -106,6 +108,49 @@ def test_unreachable_database_store_is_one_line(tmp_path):
     done = _run("train", env=_env(tmp_path / "home", MLFLOW_TRACKING_URI=uri))
     _one_line(done, "cannot be opened")
     assert time.monotonic() - started < 40
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts connections and never says a word (a firewall that drops,
+    a proxy that hangs): a MySQL client waits there for the server's greeting."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("where", ["closed port", "silent server"])
+def test_unreachable_database_server_is_one_line_within_seconds(tmp_path, where, silent_port):
+    """A database store with its driver installed (PyMySQL) that cannot be reached: one line and
+    exit 2 in seconds - MLflow alone retries it with back-off for about 55 minutes."""
+    port = silent_port if where == "silent server" else free_port()
+    uri = f"mysql+pymysql://mlflow:DbSecret77@127.0.0.1:{port}/mlflow"
+    started = time.monotonic()
+    done = _run("run", env=_env(tmp_path / "home", MLFLOW_TRACKING_URI=uri))
+    line = _one_line(done, f"mysql+pymysql://***@127.0.0.1:{port}/mlflow", "unreachable")
+    assert "check the host, port, database and credentials" in line
+    assert time.monotonic() - started < 30
+    assert "DbSecret77" not in done.stderr + done.stdout
+    assert not (tmp_path / "home" / "lake").exists()  # nothing ran before the check
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e-9", "0", "-3"])
