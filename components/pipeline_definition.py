@@ -4,6 +4,12 @@ No Pulumi types here: plain strings in, a ``dict`` out (``json.dumps`` it). The 
 component calls it with resolved resource names, and the moto end-to-end test (issue 6) creates a
 state machine from the very same function, so the two can never drift apart.
 
+Layout: this module checks the inputs and joins the phases in order;
+:mod:`components.pipeline_training_states` builds the check-input, validate (Glue) and train
+(SageMaker) states, :mod:`components.pipeline_release_states` the gate, staging and production
+deployments, system test, approval and promote states, and :mod:`components.pipeline_states`
+the Task resources, retry policies and one-state builders they share. None imports Pulumi.
+
 Execution input
     ``{"bucket": "<data bucket>", "key": "raw/<file>"}`` — what the EventBridge rule on
     ``Object Created`` under ``raw/`` sends (input transformer), or what a direct
@@ -57,284 +63,74 @@ integrations return ``s3:getObject``'s ``Body`` as a stream where AWS returns a 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-GLUE_START = "arn:aws:states:::glue:startJobRun"
-GLUE_GET_RUN = "arn:aws:states:::aws-sdk:glue:getJobRun"
-S3_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
-SAGEMAKER_CREATE_TRAINING = "arn:aws:states:::sagemaker:createTrainingJob"
-SAGEMAKER_DESCRIBE_TRAINING = "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
-SAGEMAKER_CREATE_MODEL = "arn:aws:states:::sagemaker:createModel"
-SAGEMAKER_CREATE_ENDPOINT_CONFIG = "arn:aws:states:::sagemaker:createEndpointConfig"
-SAGEMAKER_CREATE_ENDPOINT = "arn:aws:states:::sagemaker:createEndpoint"
-SAGEMAKER_UPDATE_ENDPOINT = "arn:aws:states:::sagemaker:updateEndpoint"
-SAGEMAKER_DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
-SNS_PUBLISH = "arn:aws:states:::sns:publish"
-
-#: Every Task resource the definition may use (tests assert nothing else appears).
-ALLOWED_TASK_RESOURCES = frozenset(
-    {
-        GLUE_START,
-        GLUE_GET_RUN,
-        S3_GET_OBJECT,
-        SAGEMAKER_CREATE_TRAINING,
-        SAGEMAKER_DESCRIBE_TRAINING,
-        SAGEMAKER_CREATE_MODEL,
-        SAGEMAKER_CREATE_ENDPOINT_CONFIG,
-        SAGEMAKER_CREATE_ENDPOINT,
-        SAGEMAKER_UPDATE_ENDPOINT,
-        SAGEMAKER_DESCRIBE_ENDPOINT,
-        LAMBDA_INVOKE,
-        SNS_PUBLISH,
-    }
+from components.pipeline_release_states import (
+    Serving,
+    approval_states,
+    deploy_states,
+    release_states,
+)
+from components.pipeline_states import (
+    ALLOWED_TASK_RESOURCES,
+    GLUE_GET_RUN,
+    GLUE_START,
+    LAMBDA_INVOKE,
+    PROMOTION_BUSY,
+    PROMOTION_RETRY_BACKOFF,
+    PROMOTION_RETRY_MAX_DELAY_S,
+    S3_GET_OBJECT,
+    SAGEMAKER_CREATE_ENDPOINT,
+    SAGEMAKER_CREATE_ENDPOINT_CONFIG,
+    SAGEMAKER_CREATE_MODEL,
+    SAGEMAKER_CREATE_TRAINING,
+    SAGEMAKER_DESCRIBE_ENDPOINT,
+    SAGEMAKER_DESCRIBE_TRAINING,
+    SAGEMAKER_UPDATE_ENDPOINT,
+    SNS_PUBLISH,
+    DefinitionError,
+    fail,
+    literal,
+    notify,
+    promotion_wait_s,
+)
+from components.pipeline_training_states import (
+    GLUE_FAILED_STATES,
+    LANDED_KEY_PATTERN,
+    VALIDATION_RESULT_KEY,
+    intake_states,
+    training_job_parameters,
+    training_states,
+    validation_states,
 )
 
-LAMBDA_KEYS = ("gate", "system_test", "approval", "promote")
-GLUE_FAILED_STATES = ("FAILED", "ERROR", "TIMEOUT", "STOPPED")
-VALIDATION_RESULT_KEY = "runs/{}/ingest_result.json"
-LANDED_KEY_PATTERN = "raw/*T*Z-*/*"
-_LAMBDA_RETRY = [
-    {
-        "ErrorEquals": [
-            "Lambda.ServiceException",
-            "Lambda.AWSLambdaException",
-            "Lambda.SdkClientException",
-            "Lambda.TooManyRequestsException",
-        ],
-        "IntervalSeconds": 2,
-        "MaxAttempts": 3,
-        "BackoffRate": 2.0,
-    }
+__all__ = [
+    "ALLOWED_TASK_RESOURCES",
+    "GLUE_FAILED_STATES",
+    "GLUE_GET_RUN",
+    "GLUE_START",
+    "LAMBDA_INVOKE",
+    "LAMBDA_KEYS",
+    "LANDED_KEY_PATTERN",
+    "PROMOTION_BUSY",
+    "PROMOTION_RETRY_BACKOFF",
+    "PROMOTION_RETRY_MAX_DELAY_S",
+    "S3_GET_OBJECT",
+    "SAGEMAKER_CREATE_ENDPOINT",
+    "SAGEMAKER_CREATE_ENDPOINT_CONFIG",
+    "SAGEMAKER_CREATE_MODEL",
+    "SAGEMAKER_CREATE_TRAINING",
+    "SAGEMAKER_DESCRIBE_ENDPOINT",
+    "SAGEMAKER_DESCRIBE_TRAINING",
+    "SAGEMAKER_UPDATE_ENDPOINT",
+    "SNS_PUBLISH",
+    "VALIDATION_RESULT_KEY",
+    "DefinitionError",
+    "build_definition",
+    "promotion_wait_s",
 ]
-#: The promote step while another execution of the stack holds the promotion lock
-#: (``jobs.aws.promotion_lock.PromotionBusy``): retried with backoff instead of a Lambda waiting.
-PROMOTION_BUSY = "PromotionBusy"
-PROMOTION_RETRY_BACKOFF = 1.5
-PROMOTION_RETRY_MAX_DELAY_S = 120
-_SAFE_LITERAL = re.compile(r"^[A-Za-z0-9._:/@+=-]*$")
 
-
-class DefinitionError(ValueError):
-    """An input to :func:`build_definition` cannot produce a valid state machine."""
-
-
-def _literal(name: str, value: str) -> str:
-    """A value embedded inside an intrinsic function string literal must not need escaping."""
-    if not isinstance(value, str) or not value or not _SAFE_LITERAL.match(value):
-        raise DefinitionError(f"{name}={value!r} is empty or has characters unsafe in ASL literals")
-    return value
-
-
-def _catch(next_state: str = "NotifyFailure") -> list[dict[str, Any]]:
-    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": next_state}]
-
-
-def _task(resource: str, parameters: dict, next_state: str, **extra: Any) -> dict[str, Any]:
-    state: dict[str, Any] = {"Type": "Task", "Resource": resource, "Parameters": parameters}
-    state.update(extra)
-    state["Next"] = next_state
-    state.setdefault("Catch", _catch())
-    return state
-
-
-def _lambda(function_arn: str, result_path: str, next_state: str, **extra: Any) -> dict[str, Any]:
-    return _task(
-        LAMBDA_INVOKE,
-        {"FunctionName": function_arn, "Payload.$": "$"},
-        next_state,
-        ResultSelector={"output.$": "$.Payload"},
-        ResultPath=result_path,
-        **{"Retry": _LAMBDA_RETRY, **extra},
-    )
-
-
-def _promote(function_arn: str, *, interval_s: int, max_attempts: int) -> dict[str, Any]:
-    """The promote step: one promotion per stack at a time (the Lambda's lock item); while
-    another execution holds it the step fails with ``PromotionBusy`` and is retried with backoff;
-    when the retries run out the execution ends in the ``PromotionBusy`` Fail state."""
-    busy = {
-        "ErrorEquals": [PROMOTION_BUSY],
-        "IntervalSeconds": interval_s,
-        "MaxAttempts": max_attempts,
-        "BackoffRate": PROMOTION_RETRY_BACKOFF,
-        "MaxDelaySeconds": max(interval_s, PROMOTION_RETRY_MAX_DELAY_S),
-    }
-    return _lambda(
-        function_arn,
-        "$.promote",
-        "IsPromoted",
-        Retry=[busy, *_LAMBDA_RETRY],
-        Catch=[
-            {
-                "ErrorEquals": [PROMOTION_BUSY],
-                "ResultPath": "$.error",
-                "Next": "NotifyPromotionBusy",
-            },
-            *_catch(),
-        ],
-    )
-
-
-def promotion_wait_s(interval_s: int, max_attempts: int) -> float:
-    """How long the promote step keeps retrying a busy lock before the execution fails."""
-    max_delay = max(interval_s, PROMOTION_RETRY_MAX_DELAY_S)
-    return sum(
-        min(interval_s * PROMOTION_RETRY_BACKOFF**attempt, max_delay)
-        for attempt in range(max_attempts)
-    )
-
-
-def _notify(topic_arn: str, stack: str, subject: str, fail_state: str) -> dict[str, Any]:
-    """An SNS publish that always ends in ``fail_state`` (also when the publish itself fails)."""
-    if re.search(r"[{}'\\]", subject):
-        raise DefinitionError(f"subject {subject!r} has characters unsafe in ASL literals")
-    return {
-        "Type": "Task",
-        "Resource": SNS_PUBLISH,
-        "Parameters": {
-            "TopicArn": topic_arn,
-            "Subject": f"abalone-{stack}: {subject}"[:100],
-            "Message.$": f"States.Format('Execution {{}} ended: {subject}. State: {{}}', "
-            "$$.Execution.Name, States.JsonToString($))",
-        },
-        "ResultPath": None,
-        "Next": fail_state,
-        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": fail_state}],
-    }
-
-
-def _deploy_states(
-    *,
-    prefix: str,
-    endpoint: dict[str, Any],
-    model_key: str,
-    config_key: str,
-    inference_image_uri: str,
-    code_s3_uri: str,
-    capture: dict[str, Any],
-    container_env: dict[str, str],
-    poll_seconds: int,
-    next_state: str,
-    stack: str,
-    topic_arn: str,
-) -> dict[str, dict[str, Any]]:
-    """Create model + endpoint config, create-or-update the endpoint, poll until InService."""
-    name = endpoint["name"]
-    variant = dict(endpoint["variant"])
-    variant["ModelName.$"] = f"$.context.{model_key}"
-    update_params: dict[str, Any] = {
-        "EndpointName": name,
-        "EndpointConfigName.$": f"$.context.{config_key}",
-    }
-    if endpoint.get("deployment_config"):
-        update_params["DeploymentConfig"] = endpoint["deployment_config"]
-    env = dict(container_env)
-    env.update({"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": code_s3_uri})
-    states = {
-        f"Create{prefix}Model": _task(
-            SAGEMAKER_CREATE_MODEL,
-            {
-                "ModelName.$": f"$.context.{model_key}",
-                "ExecutionRoleArn": endpoint["model_role_arn"],
-                "PrimaryContainer": {
-                    "Image": inference_image_uri,
-                    "ModelDataUrl.$": "$.training.ModelDataUrl",
-                    "Environment": env,
-                },
-            },
-            f"Create{prefix}EndpointConfig",
-            ResultPath=None,
-        ),
-        f"Create{prefix}EndpointConfig": _task(
-            SAGEMAKER_CREATE_ENDPOINT_CONFIG,
-            {
-                "EndpointConfigName.$": f"$.context.{config_key}",
-                "ProductionVariants": [variant],
-                "DataCaptureConfig": capture,
-            },
-            f"Find{prefix}Endpoint",
-            ResultPath=None,
-        ),
-        # DescribeEndpoint fails when the endpoint does not exist yet: then create it.
-        f"Find{prefix}Endpoint": _task(
-            SAGEMAKER_DESCRIBE_ENDPOINT,
-            {"EndpointName": name},
-            f"Update{prefix}Endpoint",
-            ResultSelector={"Status.$": "$.EndpointStatus"},
-            ResultPath=f"$.{prefix.lower()}_endpoint",
-            Catch=[
-                {
-                    "ErrorEquals": ["States.TaskFailed"],
-                    "ResultPath": f"$.{prefix.lower()}_endpoint",
-                    "Next": f"Create{prefix}Endpoint",
-                },
-                *_catch(),
-            ],
-        ),
-        f"Create{prefix}Endpoint": _task(
-            SAGEMAKER_CREATE_ENDPOINT,
-            {"EndpointName": name, "EndpointConfigName.$": f"$.context.{config_key}"},
-            f"WaitFor{prefix}Endpoint",
-            ResultPath=None,
-        ),
-        f"Update{prefix}Endpoint": _task(
-            SAGEMAKER_UPDATE_ENDPOINT, update_params, f"WaitFor{prefix}Endpoint", ResultPath=None
-        ),
-        f"WaitFor{prefix}Endpoint": {
-            "Type": "Wait",
-            "Seconds": poll_seconds,
-            "Next": f"Check{prefix}Endpoint",
-        },
-        f"Check{prefix}Endpoint": _task(
-            SAGEMAKER_DESCRIBE_ENDPOINT,
-            {"EndpointName": name},
-            f"Is{prefix}EndpointReady",
-            ResultSelector={
-                "Status.$": "$.EndpointStatus",
-                "EndpointConfigName.$": "$.EndpointConfigName",
-            },
-            ResultPath=f"$.{prefix.lower()}_endpoint",
-        ),
-        f"Is{prefix}EndpointReady": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "And": [
-                        {
-                            "Variable": f"$.{prefix.lower()}_endpoint.Status",
-                            "StringEquals": "InService",
-                        },
-                        {
-                            "Variable": f"$.{prefix.lower()}_endpoint.EndpointConfigName",
-                            "StringEqualsPath": f"$.context.{config_key}",
-                        },
-                    ],
-                    "Next": next_state,
-                },
-                {
-                    # InService on another config: blue/green rolled the update back.
-                    "Variable": f"$.{prefix.lower()}_endpoint.Status",
-                    "StringEquals": "InService",
-                    "Next": f"Notify{prefix}RolledBack",
-                },
-                {
-                    "Variable": f"$.{prefix.lower()}_endpoint.Status",
-                    "StringEquals": "Failed",
-                    "Next": f"Notify{prefix}DeploymentFailed",
-                },
-            ],
-            "Default": f"WaitFor{prefix}Endpoint",
-        },
-        f"Notify{prefix}RolledBack": _notify(
-            topic_arn, stack, f"{prefix.lower()} deployment rolled back", "DeploymentRolledBack"
-        ),
-        f"Notify{prefix}DeploymentFailed": _notify(
-            topic_arn, stack, f"{prefix.lower()} deployment failed", "DeploymentFailed"
-        ),
-    }
-    return states
+LAMBDA_KEYS = ("gate", "system_test", "approval", "promote")
 
 
 def build_definition(
@@ -368,9 +164,125 @@ def build_definition(
 
     ``staging_endpoint`` / ``production_endpoint``: ``{"name": str, "model_role_arn": str,
     "variant": <one SageMaker ProductionVariant without ModelName, API casing>,
-    "deployment_config": <UpdateEndpoint DeploymentConfig, API casing> | None}``. ``lambda_arns`` needs the keys ``gate``,
-    ``system_test``, ``approval`` and ``promote``. Raises :class:`DefinitionError` on bad input.
+    "deployment_config": <UpdateEndpoint DeploymentConfig, API casing> | None}``.
+    ``lambda_arns`` needs the keys ``gate``, ``system_test``, ``approval`` and ``promote``.
+    Raises :class:`DefinitionError` on bad input.
     """
+    _check_inputs(
+        lambda_arns=lambda_arns,
+        poll_seconds=poll_seconds,
+        approval_poll_seconds=approval_poll_seconds,
+        require_approval=require_approval,
+        approval_timeout_s=approval_timeout_s,
+        promotion_retry_interval_s=promotion_retry_interval_s,
+        promotion_retry_max_attempts=promotion_retry_max_attempts,
+        capture_percentage=capture_percentage,
+        endpoints=(staging_endpoint, production_endpoint),
+        literals={
+            "stack": stack,
+            "data_bucket": data_bucket,
+            "artifacts_bucket": artifacts_bucket,
+            "code_s3_uri": code_s3_uri,
+        },
+    )
+    alerts = {"stack": stack, "topic_arn": sns_topic_arn}
+    container_env = {"ABALONE_ENV": stack, "MLFLOW_TRACKING_URI": tracking_server_arn}
+    training_job = training_job_parameters(
+        training_role_arn=training_role_arn,
+        training_image_uri=training_image_uri,
+        code_s3_uri=code_s3_uri,
+        container_env=container_env,
+        artifacts_bucket=artifacts_bucket,
+        kms_key_arn=kms_key_arn,
+        training_instance_type=training_instance_type,
+        training_volume_gb=training_volume_gb,
+        training_max_runtime_s=training_max_runtime_s,
+    )
+    serving = Serving(
+        inference_image_uri=inference_image_uri,
+        code_s3_uri=code_s3_uri,
+        capture=_capture_config(data_bucket, kms_key_arn, capture_percentage),
+        container_env=container_env,
+        poll_seconds=poll_seconds,
+        **alerts,
+    )
+    busy_wait = promotion_wait_s(promotion_retry_interval_s, promotion_retry_max_attempts)
+    states: dict[str, dict[str, Any]] = {
+        **intake_states(
+            data_bucket=data_bucket,
+            artifacts_bucket=artifacts_bucket,
+            tracking_server_arn=tracking_server_arn,
+            **alerts,
+        ),
+        **validation_states(
+            glue_job_name=glue_job_name,
+            data_bucket=data_bucket,
+            poll_seconds=poll_seconds,
+            **alerts,
+        ),
+        **training_states(training_job=training_job, poll_seconds=poll_seconds, **alerts),
+        **release_states(
+            lambda_arns=lambda_arns,
+            require_approval=require_approval,
+            promotion_retry_interval_s=promotion_retry_interval_s,
+            promotion_retry_max_attempts=promotion_retry_max_attempts,
+            **alerts,
+        ),
+        "Done": {"Type": "Succeed"},
+        **_terminal_states(busy_wait_min=max(1, round(busy_wait / 60)), **alerts),
+        **deploy_states(
+            serving,
+            prefix="Staging",
+            endpoint=staging_endpoint,
+            model_key="staging_model",
+            config_key="staging_config",
+            next_state="SystemTest",
+        ),
+        **deploy_states(
+            serving,
+            prefix="Production",
+            endpoint=production_endpoint,
+            model_key="production_model",
+            config_key="production_config",
+            next_state="Done",
+        ),
+    }
+    if require_approval:
+        states.update(
+            approval_states(
+                approval_arn=lambda_arns["approval"],
+                approval_timeout_s=approval_timeout_s,
+                approval_poll_seconds=approval_poll_seconds,
+                **alerts,
+            )
+        )
+    return {
+        "Comment": f"abalone-{stack}: validate → train → gate → staging → system test"
+        + (" → approval" if require_approval else "")
+        + " → promote → production",
+        "StartAt": "CheckInput",
+        "TimeoutSeconds": training_max_runtime_s
+        + (approval_timeout_s if require_approval else 0)
+        + 6 * 3600,
+        "States": states,
+    }
+
+
+def _check_inputs(
+    *,
+    lambda_arns: dict[str, str],
+    poll_seconds: int,
+    approval_poll_seconds: int,
+    require_approval: bool,
+    approval_timeout_s: int,
+    promotion_retry_interval_s: int,
+    promotion_retry_max_attempts: int,
+    capture_percentage: int,
+    endpoints: tuple[dict[str, Any], ...],
+    literals: dict[str, str],
+) -> None:
+    """Raise :class:`DefinitionError` naming the first input that cannot work (``literals``: the
+    values embedded in intrinsic function strings)."""
     missing = [key for key in LAMBDA_KEYS if not lambda_arns.get(key)]
     if missing:
         raise DefinitionError(f"lambda_arns is missing {', '.join(missing)}")
@@ -384,24 +296,20 @@ def build_definition(
         )
     if not 0 <= capture_percentage <= 100:
         raise DefinitionError(f"capture_percentage={capture_percentage} is not within 0..100")
-    for endpoint in (staging_endpoint, production_endpoint):
+    for endpoint in endpoints:
         if not endpoint.get("name") or not endpoint.get("model_role_arn"):
             raise DefinitionError("each endpoint needs a 'name' and a 'model_role_arn'")
         if not isinstance(endpoint.get("variant"), dict):
             raise DefinitionError(f"endpoint {endpoint['name']} needs a 'variant' dict")
-    stack = _literal("stack", stack)
-    data_bucket = _literal("data_bucket", data_bucket)
-    artifacts_bucket = _literal("artifacts_bucket", artifacts_bucket)
-    _literal("code_s3_uri", code_s3_uri)
+    for name, value in literals.items():
+        literal(name, value)
 
-    exec_name = "$$.Execution.Name"
-    busy_wait = promotion_wait_s(promotion_retry_interval_s, promotion_retry_max_attempts)
-    busy_wait_min = max(1, round(busy_wait / 60))
-    result_key = f"States.Format('{VALIDATION_RESULT_KEY}', {exec_name})"
-    container_env = {"ABALONE_ENV": stack, "MLFLOW_TRACKING_URI": tracking_server_arn}
-    capture = {
+
+def _capture_config(data_bucket: str, kms_key_arn: str, percentage: int) -> dict[str, Any]:
+    """The endpoints' DataCaptureConfig: requests and responses under ``capture/``, encrypted."""
+    return {
         "EnableCapture": True,
-        "InitialSamplingPercentage": capture_percentage,
+        "InitialSamplingPercentage": percentage,
         "DestinationS3Uri": f"s3://{data_bucket}/capture/",
         "KmsKeyId": kms_key_arn,
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
@@ -411,425 +319,33 @@ def build_definition(
         },
     }
 
-    def split_channel(split: str) -> dict[str, Any]:
-        return {
-            "ChannelName": split,
-            "ContentType": "text/csv",
-            "DataSource": {
-                "S3DataSource": {
-                    "S3DataType": "S3Prefix",
-                    "S3DataDistributionType": "FullyReplicated",
-                    "S3Uri.$": f"$.validation.Result.channels.{split}",
-                }
-            },
-        }
 
-    after_system_test = "NotifyApprovalNeeded" if require_approval else "Promote"
-    states: dict[str, dict[str, Any]] = {
-        "CheckInput": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "Or": [
-                        {"Not": {"Variable": "$.bucket", "IsPresent": True}},
-                        {"Not": {"Variable": "$.key", "IsPresent": True}},
-                    ],
-                    "Next": "NotifyInvalidInput",
-                },
-                {
-                    "Variable": "$.key",
-                    "StringMatches": LANDED_KEY_PATTERN,
-                    "Next": "IgnoreObject",
-                },
-            ],
-            "Default": "Init",
-        },
-        "IgnoreObject": {"Type": "Succeed", "Comment": "an object an ingest landed, not a batch"},
-        "NotifyInvalidInput": _notify(
-            sns_topic_arn, stack, "invalid execution input", "InvalidInput"
-        ),
-        "Init": {
-            "Type": "Pass",
-            "Parameters": {
-                "stack": stack,
-                "data_bucket": data_bucket,
-                "artifacts_bucket": artifacts_bucket,
-                "tracking_server_arn": tracking_server_arn,
-                "execution_name.$": exec_name,
-                "source_uri.$": "States.Format('s3://{}/{}', $.bucket, $.key)",
-                "validation_result_key.$": result_key,
-                "training_job.$": f"States.Format('abalone-{stack}-{{}}', {exec_name})",
-                "staging_model.$": f"States.Format('abalone-{stack}-stg-{{}}', {exec_name})",
-                "staging_config.$": f"States.Format('abalone-{stack}-stg-{{}}', {exec_name})",
-                "production_model.$": f"States.Format('abalone-{stack}-prod-{{}}', {exec_name})",
-                "production_config.$": f"States.Format('abalone-{stack}-prod-{{}}', {exec_name})",
-            },
-            "ResultPath": "$.context",
-            "Next": "StartValidation",
-        },
-        # ---- validate + prepare (Glue) ------------------------------------------------------
-        "StartValidation": _task(
-            GLUE_START,
-            {
-                "JobName": glue_job_name,
-                "Arguments": {"--source.$": "$.context.source_uri", "--run_id.$": exec_name},
-            },
-            "WaitForValidation",
-            ResultSelector={"JobRunId.$": "$.JobRunId"},
-            ResultPath="$.glue",
-        ),
-        "WaitForValidation": {"Type": "Wait", "Seconds": poll_seconds, "Next": "GetValidationRun"},
-        "GetValidationRun": _task(
-            GLUE_GET_RUN,
-            {"JobName": glue_job_name, "RunId.$": "$.glue.JobRunId"},
-            "IsValidationDone",
-            ResultSelector={"JobRunId.$": "$.JobRun.Id", "State.$": "$.JobRun.JobRunState"},
-            ResultPath="$.glue",
-        ),
-        "IsValidationDone": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    # a rejected batch ends the Glue run FAILED after writing its result
-                    "Or": [
-                        {"Variable": "$.glue.State", "StringEquals": s}
-                        for s in ("SUCCEEDED", *GLUE_FAILED_STATES)
-                    ],
-                    "Next": "ReadValidationResult",
-                },
-            ],
-            "Default": "WaitForValidation",
-        },
-        "NotifyValidationJobFailed": _notify(
-            sns_topic_arn, stack, "validation job failed", "ValidationJobFailed"
-        ),
-        "ReadValidationResult": _task(
-            S3_GET_OBJECT,
-            {"Bucket": data_bucket, "Key.$": "$.context.validation_result_key"},
-            "IsBatchAccepted",
-            ResultSelector={"Result.$": "States.StringToJson($.Body)"},
-            ResultPath="$.validation",
-            Catch=_catch("NotifyValidationJobFailed"),
-        ),
-        "IsBatchAccepted": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "And": [
-                        {"Variable": "$.glue.State", "StringEquals": "SUCCEEDED"},
-                        {"Variable": "$.validation.Result.status", "StringEquals": "accepted"},
-                        {"Variable": "$.validation.Result.dataset_version", "IsString": True},
-                        {"Variable": "$.validation.Result.channels.train", "IsString": True},
-                    ],
-                    "Next": "StartTraining",
-                },
-                {
-                    "Variable": "$.validation.Result.status",
-                    "StringEquals": "rejected",
-                    "Next": "NotifyDataQualityRejected",
-                },
-            ],
-            "Default": "NotifyValidationJobFailed",
-        },
-        "NotifyDataQualityRejected": _notify(
-            sns_topic_arn, stack, "batch rejected by data quality", "DataQualityRejected"
-        ),
-        # ---- train (SageMaker training job, start + poll) ---------------------------------
-        "StartTraining": _task(
-            SAGEMAKER_CREATE_TRAINING,
-            {
-                "TrainingJobName.$": "$.context.training_job",
-                "RoleArn": training_role_arn,
-                "AlgorithmSpecification": {
-                    "TrainingImage": training_image_uri,
-                    "TrainingInputMode": "File",
-                },
-                "HyperParameters": {
-                    "sagemaker_program": "train.py",
-                    "sagemaker_submit_directory": code_s3_uri,
-                    "sagemaker_container_log_level": "20",
-                },
-                "Environment": {
-                    **container_env,
-                    "PYTHONPATH": "/opt/ml/code",
-                    "ABALONE_DATASET_VERSION.$": "$.validation.Result.dataset_version",
-                    "ABALONE_INGEST_ID.$": "$.validation.Result.ingest_id",
-                    "ABALONE_DATA_QUALITY.$": "$.validation.Result.data_quality",
-                    "ABALONE_REPORT_PATH.$": "$.validation.Result.report_html",
-                    "ABALONE_SUMMARY_JSON.$": "$.validation.Result.summary_json",
-                },
-                "InputDataConfig": [split_channel(s) for s in ("train", "validation", "test")],
-                "OutputDataConfig": {
-                    "S3OutputPath": f"s3://{artifacts_bucket}/training/",
-                    "KmsKeyId": kms_key_arn,
-                },
-                "ResourceConfig": {
-                    "InstanceType": training_instance_type,
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": training_volume_gb,
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": training_max_runtime_s},
-            },
-            "WaitForTraining",
-            ResultPath=None,
-        ),
-        "WaitForTraining": {"Type": "Wait", "Seconds": poll_seconds, "Next": "GetTrainingJob"},
-        "GetTrainingJob": _task(
-            SAGEMAKER_DESCRIBE_TRAINING,
-            {"TrainingJobName.$": "$.context.training_job"},
-            "IsTrainingDone",
-            ResultSelector={"Status.$": "$.TrainingJobStatus"},
-            ResultPath="$.training",
-        ),
-        "IsTrainingDone": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "Variable": "$.training.Status",
-                    "StringEquals": "Completed",
-                    "Next": "GetTrainedModel",
-                },
-                {
-                    "Or": [
-                        {"Variable": "$.training.Status", "StringEquals": "Failed"},
-                        {"Variable": "$.training.Status", "StringEquals": "Stopped"},
-                    ],
-                    "Next": "NotifyTrainingFailed",
-                },
-            ],
-            "Default": "WaitForTraining",
-        },
-        "NotifyTrainingFailed": _notify(
-            sns_topic_arn, stack, "training job failed", "TrainingFailed"
-        ),
-        "GetTrainedModel": _task(
-            SAGEMAKER_DESCRIBE_TRAINING,
-            {"TrainingJobName.$": "$.context.training_job"},
-            "Gate",
-            ResultSelector={
-                "Status.$": "$.TrainingJobStatus",
-                "ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts",
-            },
-            ResultPath="$.training",
-        ),
-        # ---- gate (rules 1-3) --------------------------------------------------------------
-        "Gate": _lambda(lambda_arns["gate"], "$.gate", "IsGatePassed"),
-        "IsGatePassed": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "Variable": "$.gate.output.decision",
-                    "StringEquals": "reject",
-                    "Next": "NotifyGateRejected",
-                }
-            ],
-            "Default": "CreateStagingModel",
-        },
-        "NotifyGateRejected": _notify(sns_topic_arn, stack, "gate rejected", "GateRejected"),
-        # ---- system test (rule 4) ------------------------------------------------------------
-        "SystemTest": _lambda(lambda_arns["system_test"], "$.system_test", "IsSystemTestPassed"),
-        "IsSystemTestPassed": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "Variable": "$.system_test.output.passed",
-                    "BooleanEquals": True,
-                    "Next": after_system_test,
-                }
-            ],
-            "Default": "NotifySystemTestFailed",
-        },
-        "NotifySystemTestFailed": _notify(
-            sns_topic_arn, stack, "system test failed", "SystemTestFailed"
-        ),
-        # ---- promote (all rules, moves @champion) -------------------------------------------
-        "Promote": _promote(
-            lambda_arns["promote"],
-            interval_s=promotion_retry_interval_s,
-            max_attempts=promotion_retry_max_attempts,
-        ),
-        "IsPromoted": {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "Variable": "$.promote.output.decision",
-                    "StringEquals": "promote",
-                    "Next": "CreateProductionModel",
-                }
-            ],
-            "Default": "NotifyPromotionRefused",
-        },
-        "NotifyPromotionRefused": _notify(
-            sns_topic_arn, stack, "promotion refused by gate", "GateRejected"
-        ),
-        "NotifyPromotionBusy": _notify(
-            sns_topic_arn, stack, "promotion lock stayed busy", "PromotionBusy"
-        ),
-        "Done": {"Type": "Succeed"},
-        # ---- terminal failures -----------------------------------------------------------
-        "NotifyFailure": _notify(sns_topic_arn, stack, "pipeline step failed", "PipelineFailed"),
-        "PipelineFailed": {"Type": "Fail", "Error": "PipelineFailed", "Cause": "a step failed"},
-        "InvalidInput": {
-            "Type": "Fail",
-            "Error": "InvalidInput",
-            "Cause": "execution input needs bucket and key",
-        },
-        "ValidationJobFailed": {
-            "Type": "Fail",
-            "Error": "ValidationJobFailed",
-            "Cause": "the Glue validate+prepare run did not succeed",
-        },
-        "DataQualityRejected": {
-            "Type": "Fail",
-            "Error": "DataQualityRejected",
-            "Cause": "the batch failed critical expectations and was quarantined",
-        },
-        "TrainingFailed": {
-            "Type": "Fail",
-            "Error": "TrainingFailed",
-            "Cause": "the SageMaker training job failed or was stopped",
-        },
-        "GateRejected": {
-            "Type": "Fail",
-            "Error": "GateRejected",
-            "Cause": "the promotion gate rejected the candidate (see gate.reasons tags)",
-        },
-        "PromotionBusy": {
-            "Type": "Fail",
-            "Error": "PromotionBusy",
-            "Cause": "another promotion of this stack held the promotion lock for longer than "
-            f"the promote step retried (~{busy_wait_min} min); nothing was promoted",
-        },
-        "SystemTestFailed": {
-            "Type": "Fail",
-            "Error": "SystemTestFailed",
-            "Cause": "the staging endpoint failed the system test",
-        },
-        "DeploymentFailed": {
-            "Type": "Fail",
-            "Error": "DeploymentFailed",
-            "Cause": "the endpoint update failed",
-        },
-        "DeploymentRolledBack": {
-            "Type": "Fail",
-            "Error": "DeploymentRolledBack",
-            "Cause": "the blue/green update was rolled back by an alarm",
-        },
-    }
-    common = {
-        "inference_image_uri": inference_image_uri,
-        "code_s3_uri": code_s3_uri,
-        "capture": capture,
-        "container_env": container_env,
-        "poll_seconds": poll_seconds,
-        "stack": stack,
-        "topic_arn": sns_topic_arn,
-    }
-    states.update(
-        _deploy_states(
-            prefix="Staging",
-            endpoint=staging_endpoint,
-            model_key="staging_model",
-            config_key="staging_config",
-            next_state="SystemTest",
-            **common,
-        )
-    )
-    states.update(
-        _deploy_states(
-            prefix="Production",
-            endpoint=production_endpoint,
-            model_key="production_model",
-            config_key="production_config",
-            next_state="Done",
-            **common,
-        )
-    )
-    if require_approval:
-        states.update(
-            {
-                "NotifyApprovalNeeded": {
-                    "Type": "Task",
-                    "Resource": SNS_PUBLISH,
-                    "Parameters": {
-                        "TopicArn": sns_topic_arn,
-                        "Subject": f"abalone-{stack}: model awaits approval",
-                        "Message.$": "States.Format('Execution {} passed the system test. "
-                        "Approve the model version in the MLflow UI (tag approval=approved) "
-                        "or with abalone approve. State: {}', $$.Execution.Name, "
-                        "States.JsonToString($.gate))",
-                    },
-                    "ResultPath": None,
-                    "Next": "StartApprovalWait",
-                    "Catch": _catch(),
-                },
-                "StartApprovalWait": {
-                    "Type": "Pass",
-                    "Result": {"elapsed_s": 0},
-                    "ResultPath": "$.approval_wait",
-                    "Next": "CheckApproval",
-                },
-                "CheckApproval": _lambda(lambda_arns["approval"], "$.approval", "IsApproved"),
-                "IsApproved": {
-                    "Type": "Choice",
-                    "Choices": [
-                        {
-                            "Variable": "$.approval.output.status",
-                            "StringEquals": "approved",
-                            "Next": "Promote",
-                        },
-                        {
-                            "Variable": "$.approval.output.status",
-                            "StringEquals": "rejected",
-                            "Next": "NotifyApprovalRejected",
-                        },
-                        {
-                            "Variable": "$.approval_wait.elapsed_s",
-                            "NumericGreaterThanEquals": approval_timeout_s,
-                            "Next": "NotifyApprovalTimedOut",
-                        },
-                    ],
-                    "Default": "WaitForApproval",
-                },
-                "WaitForApproval": {
-                    "Type": "Wait",
-                    "Seconds": approval_poll_seconds,
-                    "Next": "CountApprovalWait",
-                },
-                "CountApprovalWait": {
-                    "Type": "Pass",
-                    "Parameters": {
-                        "elapsed_s.$": "States.MathAdd($.approval_wait.elapsed_s, "
-                        f"{approval_poll_seconds})"
-                    },
-                    "ResultPath": "$.approval_wait",
-                    "Next": "CheckApproval",
-                },
-                "NotifyApprovalRejected": _notify(
-                    sns_topic_arn, stack, "approval rejected", "ApprovalRejected"
-                ),
-                "NotifyApprovalTimedOut": _notify(
-                    sns_topic_arn, stack, "approval timed out", "ApprovalTimedOut"
-                ),
-                "ApprovalRejected": {
-                    "Type": "Fail",
-                    "Error": "ApprovalRejected",
-                    "Cause": "a reviewer rejected the model version",
-                },
-                "ApprovalTimedOut": {
-                    "Type": "Fail",
-                    "Error": "ApprovalTimedOut",
-                    "Cause": "no approval within the stack's approval timeout",
-                },
-            }
-        )
+def _terminal_states(*, stack: str, topic_arn: str, busy_wait_min: int) -> dict[str, Any]:
+    """``NotifyFailure`` (every Task's catch-all) and the Fail states the run can end in."""
     return {
-        "Comment": f"abalone-{stack}: validate → train → gate → staging → system test"
-        + (" → approval" if require_approval else "")
-        + " → promote → production",
-        "StartAt": "CheckInput",
-        "TimeoutSeconds": training_max_runtime_s
-        + (approval_timeout_s if require_approval else 0)
-        + 6 * 3600,
-        "States": states,
+        "NotifyFailure": notify(topic_arn, stack, "pipeline step failed", "PipelineFailed"),
+        "PipelineFailed": fail("PipelineFailed", "a step failed"),
+        "InvalidInput": fail("InvalidInput", "execution input needs bucket and key"),
+        "ValidationJobFailed": fail(
+            "ValidationJobFailed", "the Glue validate+prepare run did not succeed"
+        ),
+        "DataQualityRejected": fail(
+            "DataQualityRejected", "the batch failed critical expectations and was quarantined"
+        ),
+        "TrainingFailed": fail(
+            "TrainingFailed", "the SageMaker training job failed or was stopped"
+        ),
+        "GateRejected": fail(
+            "GateRejected", "the promotion gate rejected the candidate (see gate.reasons tags)"
+        ),
+        "PromotionBusy": fail(
+            "PromotionBusy",
+            "another promotion of this stack held the promotion lock for longer than "
+            f"the promote step retried (~{busy_wait_min} min); nothing was promoted",
+        ),
+        "SystemTestFailed": fail("SystemTestFailed", "the staging endpoint failed the system test"),
+        "DeploymentFailed": fail("DeploymentFailed", "the endpoint update failed"),
+        "DeploymentRolledBack": fail(
+            "DeploymentRolledBack", "the blue/green update was rolled back by an alarm"
+        ),
     }

@@ -69,7 +69,7 @@ def test_training_job_through_the_image_entry(container_venv, code_upload, mlflo
     env = stack.container_env(
         container_venv,
         base,
-        # the stack's training Environment (components/pipeline_definition.py), the tracking
+        # the stack's training Environment (components/pipeline_training_states.py), the tracking
         # server on loopback instead of its ARN; the image's entry module is on the path too
         ABALONE_ENV="dev",
         MLFLOW_TRACKING_URI=mlflow_server,
