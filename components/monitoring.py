@@ -28,9 +28,10 @@ DATA_QUALITY_METRIC = "DataQualityRejections"
 
 # The drift job streams the capture (memory bounded by a 100,000-row sample, not by the capture).
 # Measured with benchmarks/monitor_scale.py on one core: 10.8 M SageMaker capture records (a day at
-# the seed ceiling of 10 instances x 750 invocations/min, 5.2 GB) in 90 s at 460 MB peak RSS.
-# 1,769 MB is the size at which Lambda gives one full vCPU (the benchmark's one core), ~3.8x the
-# measured memory; 600 s is ~6.5x the measured time, room for reading 5 GB from S3 and a noisy
+# the seed ceiling of 10 instances x 750 invocations/min, 5.2 GB) in 59 s at 390 MB peak RSS
+# (median of 2, 2026-11-30; 90 s and 460 MB before the start-up and reader speed-ups).
+# 1,769 MB is the size at which Lambda gives one full vCPU (the benchmark's one core), ~4.5x the
+# measured memory; 600 s is ~10x the measured time, room for reading 5 GB from S3 and a noisy
 # neighbour. README "Cost" has the figures.
 DRIFT_MEMORY_MB = 1769
 DRIFT_TIMEOUT_S = 600
