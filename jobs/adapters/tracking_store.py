@@ -52,9 +52,10 @@ DATABASE_TIMEOUT_ARGS = {
 
 
 def _probe_database(uri: str, shown: str, timeout_s: float) -> None:
-    """One bounded connection to a database store. MLflow opens one with 15 attempts and an
-    exponential back-off (0.1 s doubling: about 55 minutes in all) before it raises, so a wrong
-    host, a closed port or a bad password would look like a hang. A missing driver raises
+    """One bounded connection to a database store. MLflow opens one with 10 attempts and an
+    exponential back-off (0.1 s doubling: about 100 s of waiting) before it raises, and a server
+    that accepts but never answers holds each attempt without end, so a wrong host, a closed port
+    or a silent proxy would look like a hang. A missing driver raises
     ``ImportError`` (the caller names the module to install)."""
     import sqlalchemy  # MLflow's own dependency; imported here: only database stores need it
     from sqlalchemy.pool import NullPool
