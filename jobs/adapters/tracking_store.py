@@ -51,16 +51,16 @@ DATABASE_TIMEOUT_ARGS = {
 }
 
 
-def _probe_database(uri: str, shown: str, timeout_s: float) -> None:
+def _probe_database(uri: str, shown: str, timeout_s: float, arguments: tuple[str, ...]) -> None:
     """One bounded connection to a database store. MLflow opens one with 10 attempts and an
     exponential back-off (0.1 s doubling: about 100 s of waiting) before it raises, and a server
     that accepts but never answers holds each attempt without end, so a wrong host, a closed port
     or a silent proxy would look like a hang. A missing driver raises
-    ``ImportError`` (the caller names the module to install)."""
+    ``ImportError`` (the caller names the module to install). ``arguments``: the driver's timeout
+    arguments (:data:`DATABASE_TIMEOUT_ARGS`)."""
     import sqlalchemy  # MLflow's own dependency; imported here: only database stores need it
     from sqlalchemy.pool import NullPool
 
-    arguments = DATABASE_TIMEOUT_ARGS.get(urlparse(uri).scheme.split("+", 1)[0], ())
     connect_args = dict.fromkeys(arguments, max(1, round(timeout_s)))
     engine = sqlalchemy.create_engine(uri, poolclass=NullPool, connect_args=connect_args)
     try:
@@ -110,8 +110,9 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
         else contextlib.nullcontext()
     )
     try:
-        if urlparse(uri).scheme.split("+", 1)[0] in DATABASE_TIMEOUT_ARGS:
-            _probe_database(uri, shown, timeout_s)
+        dialect = scheme.split("+", 1)[0]  # postgresql+psycopg2 → postgresql
+        if dialect in DATABASE_TIMEOUT_ARGS:
+            _probe_database(uri, shown, timeout_s, DATABASE_TIMEOUT_ARGS[dialect])
         with (
             creation,
             scoped_environ(  # MLflow's REST client without retries, with a short timeout
